@@ -1,0 +1,186 @@
+"""Settings: read once at the edge from ``SWARMD_*`` variables and ``.env``, then handed down.
+
+Library modules never read ``os.environ``; they take a ``Settings`` (or the plain values
+they need) from the composition root.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from swarmd.errors import ConfigError
+
+OFFLINE_MODEL = "echo/echo"
+
+
+def default_home() -> Path:
+    """``$STATE_DIRECTORY`` under systemd, else ``~/.local/state/swarmd``."""
+    state_dir = os.environ.get("STATE_DIRECTORY")
+    if state_dir:
+        # systemd may pass several colon-separated directories; the first is ours.
+        return Path(state_dir.split(":")[0])
+    return Path.home() / ".local" / "state" / "swarmd"
+
+
+def _provider_field(*names: str) -> Any:
+    return Field(default=None, validation_alias=AliasChoices(*names))
+
+
+class Settings(BaseSettings):
+    """Every setting of swarmd, with its default. See ``.env.example`` for one line on each."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SWARMD_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    home: Path = Field(default_factory=default_home)
+    max_concurrent_workers: int = Field(default=10, ge=1, le=1000)
+    min_free_memory_mb: int = Field(default=1024, ge=0)
+    max_load: float | None = Field(default=None, gt=0)
+    worker_memory_limit_mb: int | None = Field(default=None, ge=1)
+    worker_timeout_seconds: float = Field(default=3600.0, gt=0)
+    worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
+    worker_hung_seconds: float = Field(default=60.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    spawn_settle_seconds: float = Field(default=1.0, ge=0)
+    api_rate_limit_rpm: int = Field(default=20, ge=1)
+    primary_model: str | None = None
+    fallback_model: Annotated[tuple[str, ...], NoDecode] = ()
+    fallback_on_rate_limit: bool = True
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    retry_backoff_seconds: float = Field(default=5.0, ge=0)
+    retry_backoff_max_seconds: float = Field(default=300.0, ge=0)
+    max_fix_rounds: int = Field(default=2, ge=0, le=20)
+    agents_file: Path | None = None
+    log_level: str = "info"
+    log_max_bytes: int = Field(default=50 * 1024 * 1024, ge=4096)
+    log_backups: int = Field(default=3, ge=0)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_textfile: Path | None = None
+
+    openai_api_key: SecretStr | None = _provider_field("OPENAI_API_KEY")
+    openai_base_url: str | None = _provider_field("OPENAI_BASE_URL")
+    anthropic_api_key: SecretStr | None = _provider_field("ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = _provider_field("ANTHROPIC_BASE_URL")
+    minimax_api_key: SecretStr | None = _provider_field("MINIMAX_API_KEY")
+    minimax_base_url: str | None = _provider_field("MINIMAX_BASE_URL")
+    ollama_host: str | None = _provider_field("OLLAMA_HOST")
+
+    @field_validator("fallback_model", mode="before")
+    @classmethod
+    def _split_model_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("primary_model", "fallback_model")
+    @classmethod
+    def _check_model_names(cls, value: object) -> object:
+        names = value if isinstance(value, tuple) else (value,) if value else ()
+        for name in names:
+            assert isinstance(name, str)
+            provider, _, model = name.partition("/")
+            if not provider or not model:
+                raise ValueError(f"model {name!r} must be named provider/model")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in {"debug", "info", "warning", "error", "critical"}:
+            raise ValueError("must be one of debug, info, warning, error, critical")
+        return level
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "swarmd.db"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "logs" / "swarmd.jsonl"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.home / "work"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.home / "outputs"
+
+    @property
+    def agents_path(self) -> Path:
+        return self.agents_file or self.home / "agents.toml"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home / "swarmd.lock"
+
+    @property
+    def usable_cpus(self) -> int:
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):  # not every platform has affinity
+            return max(1, os.cpu_count() or 1)
+
+    @property
+    def effective_max_load(self) -> float:
+        return self.max_load if self.max_load is not None else 1.5 * self.usable_cpus
+
+    @property
+    def model_chain(self) -> tuple[str, ...]:
+        """Primary then fallbacks; the offline model when no provider is configured."""
+        chain = ((self.primary_model,) if self.primary_model else ()) + self.fallback_model
+        return chain or (OFFLINE_MODEL,)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every configured secret value, for the log redactor."""
+        keys = (self.openai_api_key, self.anthropic_api_key, self.minimax_api_key)
+        return tuple(k.get_secret_value() for k in keys if k and k.get_secret_value())
+
+    def masked(self) -> dict[str, object]:
+        """The effective settings with secrets masked, for ``swarmd config``."""
+        shown: dict[str, object] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                secret = value.get_secret_value()
+                shown[name] = "****" + secret[-4:] if len(secret) >= 12 else "****"
+            elif isinstance(value, Path):
+                shown[name] = str(value)
+            elif isinstance(value, tuple):
+                shown[name] = list(value)
+            else:
+                shown[name] = value
+        shown["effective_max_load"] = self.effective_max_load
+        shown["model_chain"] = list(self.model_chain)
+        return shown
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build ``Settings`` or raise ``ConfigError`` with one sentence naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        variable = _variable_name(field)
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"invalid setting {variable}: {message}") from exc
+
+
+def _variable_name(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"SWARMD_{field.upper()}"
