@@ -1,0 +1,275 @@
+"""Ticket files and ticket data into a validated ``TicketSpec`` (the schema: ``swarmd.tickets``)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Collection, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+from swarmd.errors import TicketError
+from swarmd.models import TaskSpec, TicketSpec
+from swarmd.tickets.fields import FieldReader, describe_kind, quote
+from swarmd.tickets.graph import MAX_TASKS, order_tasks, validate_task_graph
+
+MAX_PROMPT_BYTES = 1_000_000
+MAX_TICKET_FILE_BYTES = 64 * 1024 * 1024
+MAX_TITLE_CHARS = 200
+MAX_KEY_CHARS = 200
+MAX_ATTEMPTS_LIMIT = 100
+SHORTHAND_TITLE_CHARS = 80
+
+DEFAULT_AGENT = "llm"
+MAIN_TASK = "main"
+PLAN_TASK = "plan"
+PLANNER_AGENT = "planner"
+COMMAND_AGENT = "command"
+VERIFY_AGENT = "verify"
+PROMPT_AGENTS = frozenset({"echo", "llm", PLANNER_AGENT})
+"""Built-in agents that work from a prompt and take no command."""
+
+TICKET_FIELDS = frozenset({"title", "agent", "priority", "key", "model", "plan", "prompt", "tasks"})
+TASK_FIELDS = frozenset(
+    {
+        "name",
+        "agent",
+        "prompt",
+        "command",
+        "needs",
+        "priority",
+        "max_attempts",
+        "timeout_seconds",
+        "model",
+        "checks",
+    }
+)
+
+_INT64 = 2**63
+
+
+def load_ticket_file(path: Path) -> TicketSpec:
+    """Read and validate a ticket file; the format follows the extension, else the content."""
+    source = str(path)
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(MAX_TICKET_FILE_BYTES + 1)
+    except OSError as exc:
+        raise TicketError(f"{source}: cannot read the ticket file: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_TICKET_FILE_BYTES:
+        raise TicketError(
+            f"{source}: the ticket file is larger than {MAX_TICKET_FILE_BYTES // 2**20} MiB"
+        )
+    return parse_ticket_text(raw, fmt=_guess_format(path, raw), source=source)
+
+
+def parse_ticket_text(
+    text: str | bytes, *, fmt: Literal["toml", "json"], source: str = "<ticket>"
+) -> TicketSpec:
+    """Parse a ticket from its text (bytes must be UTF-8; a leading BOM is allowed)."""
+    if isinstance(text, bytes):
+        text = _decode_utf8(text, source)
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        raise TicketError(f"{source}: the ticket file is empty")
+    data = _load_toml(text, source) if fmt == "toml" else _load_json(text, source)
+    if not isinstance(data, dict):
+        raise TicketError(f"{source}: the top level must be a table, not {describe_kind(data)}")
+    return parse_ticket_data(data, source=source)
+
+
+def parse_ticket_data(data: Mapping[str, Any], *, source: str = "<ticket>") -> TicketSpec:
+    """Validate already-decoded ticket data (a parsed file, or a JSON request)."""
+    fields = FieldReader(data, source)
+    fields.refuse_unknown(TICKET_FIELDS)
+    agent = fields.name("agent") or DEFAULT_AGENT
+    plan = fields.boolean("plan") or False
+    prompt = fields.prompt("prompt", max_bytes=MAX_PROMPT_BYTES)
+    has_tasks = "tasks" in data
+    if plan:
+        if prompt is None:
+            fields.refuse('plan = true needs a "prompt" with the goal to plan')
+        if has_tasks:
+            fields.refuse('plan = true takes a "prompt" and no "tasks": the planner writes them')
+        tasks: tuple[TaskSpec, ...] = (
+            TaskSpec(name=PLAN_TASK, agent=PLANNER_AGENT, prompt=prompt),
+        )
+    elif prompt is not None:
+        if has_tasks:
+            fields.refuse('give either a top-level "prompt" or "tasks", not both')
+        tasks = (TaskSpec(name=MAIN_TASK, prompt=prompt),)
+        _check_agent_inputs(tasks[0], agent, f"{source}: task {quote(MAIN_TASK)}")
+    elif has_tasks:
+        tasks = parse_tasks(data["tasks"], default_agent=agent, source=source)
+    else:
+        fields.refuse('there are no "tasks" (or a top-level "prompt" for a one-task ticket)')
+    title = fields.text("title", max_chars=MAX_TITLE_CHARS)
+    if title is None:
+        if prompt is None:
+            fields.refuse('missing required field "title"')
+        title = _title_from_prompt(prompt)
+    return TicketSpec(
+        title=title,
+        tasks=tasks,
+        agent=agent,
+        priority=fields.integer("priority", minimum=-_INT64, maximum=_INT64 - 1) or 0,
+        key=fields.text("key", max_chars=MAX_KEY_CHARS),
+        plan=plan,
+        prompt=prompt if plan else None,
+        model=fields.models("model"),
+    )
+
+
+def parse_tasks(
+    items: Any,
+    *,
+    default_agent: str = DEFAULT_AGENT,
+    existing: Collection[str] = (),
+    source: str = "<ticket>",
+) -> tuple[TaskSpec, ...]:
+    """Validate a list of task tables (a ticket's, or a planner's graph added to ``existing``).
+
+    The tasks come back in dependency order (see ``order_tasks``), not necessarily as written.
+    """
+    if not isinstance(items, list):
+        raise TicketError(f'{source}: field "tasks" must be an array, not {describe_kind(items)}')
+    if not items:
+        raise TicketError(f'{source}: field "tasks" is empty')
+    if len(items) > MAX_TASKS:
+        raise TicketError(f"{source}: {len(items):,} tasks is over the limit of {MAX_TASKS:,}")
+    tasks = tuple(
+        _parse_task(item, number, default_agent, source)
+        for number, item in enumerate(items, start=1)
+    )
+    validate_task_graph(tasks, existing=existing, source=source)
+    return order_tasks(tasks)
+
+
+def ticket_to_data(spec: TicketSpec) -> dict[str, Any]:
+    """The plain data ``parse_ticket_data`` turns back into an equal ``TicketSpec``."""
+    data: dict[str, Any] = {"title": spec.title, "agent": spec.agent, "priority": spec.priority}
+    if spec.key is not None:
+        data["key"] = spec.key
+    if spec.model is not None:
+        data["model"] = list(spec.model)
+    if spec.plan:
+        data["plan"] = True
+        data["prompt"] = spec.prompt
+    else:
+        data["tasks"] = [_task_to_data(task) for task in spec.tasks]
+    return data
+
+
+def _task_to_data(task: TaskSpec) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": task.name}
+    optional: dict[str, Any] = {
+        "agent": task.agent,
+        "prompt": task.prompt,
+        "command": list(task.command) if task.command is not None else None,
+        "needs": list(task.needs) or None,
+        "priority": task.priority,
+        "max_attempts": task.max_attempts,
+        "timeout_seconds": task.timeout_seconds,
+        "model": list(task.model) if task.model is not None else None,
+        "checks": [dict(check) for check in task.checks] or None,
+    }
+    data.update((key, value) for key, value in optional.items() if value is not None)
+    return data
+
+
+def _parse_task(item: Any, number: int, default_agent: str, source: str) -> TaskSpec:
+    if not isinstance(item, dict):
+        raise TicketError(f"{source}: task #{number} must be a table, not {describe_kind(item)}")
+    if item.get("name") is None:
+        raise TicketError(f'{source}: task #{number}: missing required field "name"')
+    name = FieldReader(item, f"{source}: task #{number}").name("name")
+    assert name is not None  # present, so validated or refused
+    fields = FieldReader(item, f"{source}: task {quote(name)}")
+    fields.refuse_unknown(TASK_FIELDS)
+    task = TaskSpec(
+        name=name,
+        agent=fields.name("agent"),
+        prompt=fields.prompt("prompt", max_bytes=MAX_PROMPT_BYTES),
+        command=fields.argv("command"),
+        needs=fields.names("needs") or (),
+        priority=fields.integer("priority", minimum=-_INT64, maximum=_INT64 - 1),
+        max_attempts=fields.integer("max_attempts", minimum=1, maximum=MAX_ATTEMPTS_LIMIT),
+        timeout_seconds=fields.positive_number("timeout_seconds"),
+        model=fields.models("model"),
+        checks=fields.checks("checks") or (),
+    )
+    _check_agent_inputs(task, task.agent or default_agent, fields.where)
+    return task
+
+
+def _check_agent_inputs(task: TaskSpec, agent: str, where: str) -> None:
+    """Each agent gets what it works from: a prompt, a command, or checks."""
+    if agent == COMMAND_AGENT and task.command is None:
+        raise TicketError(f'{where}: agent "command" needs a "command"')
+    if agent in PROMPT_AGENTS:
+        if task.prompt is None:
+            raise TicketError(f'{where}: agent "{agent}" needs a "prompt"')
+        if task.command is not None:
+            raise TicketError(f'{where}: agent "{agent}" takes no "command"')
+    if agent == VERIFY_AGENT and not task.checks:
+        raise TicketError(f'{where}: agent "verify" needs "checks"')
+    if agent != VERIFY_AGENT and task.checks:
+        raise TicketError(f'{where}: "checks" are only run by agent "verify", not "{agent}"')
+    named = agent not in PROMPT_AGENTS | {COMMAND_AGENT, VERIFY_AGENT}
+    if named and task.prompt is None and task.command is None:
+        raise TicketError(f'{where}: agent "{agent}" needs a "prompt" or a "command"')
+
+
+def _title_from_prompt(prompt: str) -> str:
+    first_line = next((line.strip() for line in prompt.splitlines() if line.strip()), "")
+    return first_line[:SHORTHAND_TITLE_CHARS].rstrip()
+
+
+def _guess_format(path: Path, raw: bytes) -> Literal["toml", "json"]:
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return "json"
+    if suffix == ".toml":
+        return "toml"
+    return "json" if raw.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "toml"
+
+
+def _decode_utf8(raw: bytes, source: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise TicketError(
+            f"{source}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} on line {line})"
+        ) from exc
+
+
+def _load_toml(text: str, source: str) -> Any:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TicketError(f"{source}: invalid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise TicketError(f"{source}: invalid TOML: nested too deeply") from exc
+
+
+def _load_json(text: str, source: str) -> Any:
+    def refuse_duplicates(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+        table: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in table:
+                raise TicketError(f"{source}: invalid JSON: key {quote(key)} appears twice")
+            table[key] = value
+        return table
+
+    def refuse_constant(name: str) -> NoReturn:
+        raise TicketError(f"{source}: invalid JSON: {name} is not a number JSON allows")
+
+    try:
+        return json.loads(text, object_pairs_hook=refuse_duplicates, parse_constant=refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise TicketError(
+            f"{source}: invalid JSON on line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from exc
+    except RecursionError as exc:
+        raise TicketError(f"{source}: invalid JSON: nested too deeply") from exc
