@@ -1,0 +1,376 @@
+"""Task archives: deterministic tar.gz files with a manifest, written atomically, and verified.
+
+Layout of every archive swarmd writes (a task's, or a ticket's delivery)::
+
+    files/<path>        the outputs, in path order
+    manifest.json       for scripts: metadata, and every file's path, size and sha256
+    manifest.txt        for people (delivery archives only)
+
+The manifest comes last, so each file is read once: hashed while it streams into the archive.
+The same files and metadata always make the same bytes: entries in a fixed order, mtime 0,
+owner 0:0 with no names, mode 0644 (0755 if executable), and a gzip header without a file
+name or time. An archive is written to a temporary file in its own directory, synced, and
+renamed into place, so a reader sees a whole archive or none; any failure removes the
+temporary file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, BinaryIO
+
+from swarmd.errors import OutputError
+from swarmd.outputs.paths import quote_path, walk_files
+from swarmd.outputs.workspace import CHUNK_BYTES, read_input_record, sha256_of
+
+TASK_FORMAT = "swarmd-task-archive/1"
+FILES_PREFIX = "files/"
+MANIFEST_JSON = "manifest.json"
+MANIFEST_TXT = "manifest.txt"
+COMPRESS_LEVEL = 6  # gzip's own default, so archives cost what `tar czf` costs
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+RESERVED_KEYS = frozenset({"format", "files", "file_count", "total_bytes", "skipped"})
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveInfo:
+    path: Path
+    size: int  # bytes of the archive itself
+    sha256: str  # of the archive itself
+    file_count: int
+    total_bytes: int  # of the files inside, uncompressed
+    skipped: tuple[str, ...] = ()  # left out, each with why: symlinks, special files, bad names
+
+
+def write_task_archive(workspace: Path, dest: Path, *, manifest: Mapping[str, Any]) -> ArchiveInfo:
+    """Package the outputs of ``workspace`` as ``dest`` (``outputs/<ticket>/<task>.tar.gz``).
+
+    ``manifest`` is the metadata (ticket, task, agent, model, attempts, timings, usage) that
+    ``manifest.json`` carries beside the file list. Files copied in from inputs and still
+    unchanged are left out (see ``swarmd.outputs.workspace``). ``OutputError`` names the reason
+    when the disk refuses the archive; nothing is left at ``dest`` or beside it then.
+    """
+    metadata = _checked_metadata(manifest)
+    inputs = read_input_record(workspace)
+    skipped: list[str] = []
+    files: list[dict[str, Any]] = []
+    with ArchiveWriter(dest) as archive:
+        for path, file in walk_files(workspace, skipped=skipped):
+            info = os.fstat(file.fileno())
+            if path in inputs:
+                if sha256_of(file) == inputs[path]:
+                    continue  # an input copied in and left as it was: not this task's output
+                file.seek(0)
+            executable = bool(info.st_mode & 0o111)
+            digest = archive.add_stream(path, file, info.st_size, executable=executable)
+            files.append({"path": path, "size": info.st_size, "sha256": digest})
+        document = {
+            **metadata,
+            "format": TASK_FORMAT,
+            "files": files,
+            "file_count": len(files),
+            "total_bytes": sum(entry["size"] for entry in files),
+            "skipped": skipped,
+        }
+        archive.add_bytes(MANIFEST_JSON, manifest_bytes(document))
+    return archive.info(len(files), document["total_bytes"], skipped)
+
+
+def verify_archive(path: Path) -> list[str]:
+    """Each way ``path`` disagrees with its ``manifest.json``, first mismatch first; ``[]``: ok."""
+    found: dict[str, tuple[int, str]] = {}
+    problems: list[str] = []
+    manifest: Any = None
+    try:
+        with gzip.open(path, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
+            for member in tar:
+                name = member.name
+                if name == MANIFEST_JSON and member.isreg():
+                    manifest = _load_manifest(tar, member)
+                elif name == MANIFEST_TXT and member.isreg():
+                    continue
+                elif name.startswith(FILES_PREFIX) and member.isreg():
+                    relpath = name.removeprefix(FILES_PREFIX)
+                    if relpath in found:
+                        problems.append(f"file {quote_path(relpath)} appears twice")
+                    found[relpath] = (member.size, sha256_of(_member_file(tar, member)))
+                else:
+                    problems.append(f"the archive holds an unexpected member {quote_path(name)}")
+            # tar stops at its end marker; gzip checks its CRC and length only at the very end.
+            while gz.read(CHUNK_BYTES):
+                pass
+    except FileNotFoundError:
+        return [f"{path} does not exist"]
+    except OutputError as exc:
+        return [*problems, str(exc)]
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:
+        return [*problems, f"{path} is not a whole, readable tar.gz archive: {exc}"]
+    if manifest is None:
+        return [*problems, "the archive has no manifest.json"]
+    return problems + _compare_with_manifest(manifest, found)
+
+
+def read_archive_manifest(path: Path) -> dict[str, Any]:
+    """The ``manifest.json`` of the archive at ``path``; ``OutputError`` if unreadable."""
+    try:
+        with tarfile.open(path, mode="r|gz") as tar:
+            for member in tar:
+                if member.name == MANIFEST_JSON and member.isreg():
+                    manifest = _load_manifest(tar, member)
+                    files = manifest.get("files") if isinstance(manifest, dict) else None
+                    if isinstance(files, list) and all(_is_file_entry(e) for e in files):
+                        return manifest  # type: ignore[no-any-return]
+                    break
+    except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:
+        raise OutputError(f"cannot read the archive {path}: {exc}") from exc
+    raise OutputError(f"the archive {path} has no usable manifest.json")
+
+
+def manifest_bytes(document: Mapping[str, Any]) -> bytes:
+    """A manifest as stable JSON: sorted keys, so equal manifests are equal bytes."""
+    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    return (text + "\n").encode("utf-8")
+
+
+class ArchiveWriter:
+    """A deterministic tar.gz written to a temporary file and renamed to ``dest`` on success."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        self._file: BinaryIO | None = None
+        self._sink: _Sink | None = None
+        self._temp: str | None = None
+        self._stack = contextlib.ExitStack()
+        self._tar: tarfile.TarFile | None = None
+
+    def __enter__(self) -> ArchiveWriter:
+        try:
+            self.dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, self._temp = tempfile.mkstemp(
+                prefix=f".{self.dest.name}.", suffix=".tmp", dir=self.dest.parent
+            )
+        except OSError as exc:
+            raise self._write_error(exc) from exc
+        self._file = file = os.fdopen(fd, "wb")
+        self._sink = _Sink(file, self)
+        # filename="" and mtime=0 keep the gzip header free of names and times.
+        gz = gzip.GzipFile(
+            filename="", mode="wb", compresslevel=COMPRESS_LEVEL, fileobj=self._sink, mtime=0
+        )
+        self._stack.enter_context(gz)
+        self._tar = self._stack.enter_context(
+            tarfile.TarFile(
+                fileobj=gz,
+                mode="w",
+                format=tarfile.PAX_FORMAT,
+                encoding="utf-8",
+                copybufsize=CHUNK_BYTES,
+            )
+        )
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if error is not None:
+            self._discard()
+            return
+        assert self._file is not None and self._temp is not None
+        try:
+            self._stack.close()  # the tar end blocks, then the gzip trailer
+            self._file.flush()
+            os.fchmod(self._file.fileno(), 0o644)
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._temp, self.dest)
+        except OutputError:
+            self._discard()
+            raise
+        except OSError as exc:
+            self._discard()
+            raise self._write_error(exc) from exc
+        _fsync_directory(self.dest.parent)
+
+    def add_stream(self, path: str, file: IO[bytes], size: int, *, executable: bool) -> str:
+        """Add ``files/<path>`` with ``size`` bytes read from ``file``; returns their sha256."""
+        reader = _HashingReader(file, size, path)
+        assert self._tar is not None
+        self._tar.addfile(_member_info(FILES_PREFIX + path, size, executable), reader)
+        return reader.hexdigest()
+
+    def add_bytes(self, name: str, data: bytes) -> None:
+        """Add a top-level member (a manifest)."""
+        assert self._tar is not None
+        self._tar.addfile(_member_info(name, len(data), False), io.BytesIO(data))
+
+    def info(self, file_count: int, total_bytes: int, skipped: list[str]) -> ArchiveInfo:
+        assert self._sink is not None
+        return ArchiveInfo(
+            path=self.dest,
+            size=self._sink.size,
+            sha256=self._sink.digest.hexdigest(),
+            file_count=file_count,
+            total_bytes=total_bytes,
+            skipped=tuple(skipped),
+        )
+
+    def _discard(self) -> None:
+        if self._sink is not None:
+            self._sink.failed = True  # closing the gzip stream must not write again
+        with contextlib.suppress(Exception):
+            self._stack.close()
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+        if self._temp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._temp)
+
+    def _write_error(self, exc: OSError) -> OutputError:
+        return OutputError(f"cannot write the archive {self.dest}: {exc.strerror or exc}")
+
+
+class _Sink:
+    """The temporary file as gzip sees it: counts and hashes what it writes."""
+
+    def __init__(self, file: BinaryIO, owner: ArchiveWriter) -> None:
+        self.file = file
+        self.owner = owner
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.failed = False
+
+    def write(self, data: bytes) -> int:
+        if self.failed:
+            return len(data)
+        try:
+            self.file.write(data)
+        except OSError as exc:
+            self.failed = True
+            raise self.owner._write_error(exc) from exc
+        self.digest.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass  # the file is flushed and synced once, when the archive is committed
+
+
+class _HashingReader:
+    """Reads exactly ``size`` bytes of a file into the archive, hashing them on the way."""
+
+    def __init__(self, file: IO[bytes], size: int, path: str) -> None:
+        self.file = file
+        self.remaining = size
+        self.path = path
+        self.digest = hashlib.sha256()
+
+    def read(self, count: int = -1) -> bytes:
+        wanted = self.remaining if count < 0 else min(count, self.remaining)
+        data = self.file.read(wanted)
+        if len(data) < wanted:
+            raise OutputError(f"file {quote_path(self.path)} shrank while it was being packaged")
+        self.digest.update(data)
+        self.remaining -= len(data)
+        return data
+
+    def hexdigest(self) -> str:
+        return self.digest.hexdigest()
+
+
+def _member_info(name: str, size: int, executable: bool) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o755 if executable else 0o644
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    return info
+
+
+def _member_file(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    file = tar.extractfile(member)
+    if file is None:
+        raise OutputError(f"member {quote_path(member.name)} has no data")
+    return file
+
+
+def _load_manifest(tar: tarfile.TarFile, member: tarfile.TarInfo) -> Any:
+    if member.size > MAX_MANIFEST_BYTES:
+        raise OutputError("manifest.json is implausibly large")
+    try:
+        return json.loads(_member_file(tar, member).read())
+    except ValueError as exc:
+        raise OutputError(f"manifest.json is not valid JSON: {exc}") from exc
+
+
+def _compare_with_manifest(manifest: Any, found: dict[str, tuple[int, str]]) -> list[str]:
+    listed = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(listed, list) or not all(_is_file_entry(entry) for entry in listed):
+        return ["manifest.json has no valid list of files"]
+    problems: list[str] = []
+    unseen = dict(found)
+    for entry in listed:
+        path, size, sha256 = entry["path"], entry["size"], entry["sha256"]
+        actual = unseen.pop(path, None)
+        if actual is None:
+            where = "twice in the manifest" if path in found else "missing from the archive"
+            problems.append(f"file {quote_path(path)} is {where}")
+        elif actual[0] != size:
+            problems.append(
+                f"file {quote_path(path)} has {actual[0]} bytes; the manifest says {size}"
+            )
+        elif actual[1] != sha256:
+            problems.append(f"file {quote_path(path)} does not match its sha256 in the manifest")
+    problems.extend(f"file {quote_path(path)} is not in the manifest" for path in unseen)
+    if manifest.get("file_count") != len(listed):
+        problems.append(f"the manifest's file_count is not its {len(listed)} files")
+    if manifest.get("total_bytes") != sum(entry["size"] for entry in listed):
+        problems.append("the manifest's total_bytes is not the sum of its file sizes")
+    return problems
+
+
+def _is_file_entry(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("path"), str)
+        and isinstance(entry.get("size"), int)
+        and isinstance(entry.get("sha256"), str)
+    )
+
+
+def _checked_metadata(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    reserved = RESERVED_KEYS.intersection(manifest)
+    if reserved:
+        raise OutputError(f"manifest metadata may not set {', '.join(sorted(reserved))}")
+    try:
+        manifest_bytes(manifest)
+    except (TypeError, ValueError) as exc:
+        raise OutputError(f"manifest metadata is not plain JSON data: {exc}") from exc
+    return dict(manifest)
+
+
+def _fsync_directory(directory: Path) -> None:
+    # The rename is durable only once the directory is synced; some filesystems refuse.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
