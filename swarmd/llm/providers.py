@@ -1,0 +1,417 @@
+"""Providers: how each family of models is spoken to over plain httpx.
+
+A model is named ``provider/model``; the prefix picks the provider (after aliases, so
+``openai-codex/gpt-5`` can be served by ``openai``):
+
+- ``openai``     Chat Completions, ``POST {base}/chat/completions``, ``Authorization: Bearer``
+- ``anthropic``  Messages, ``POST {base}/v1/messages``, ``x-api-key`` + ``anthropic-version``
+- ``minimax``    OpenAI-compatible, but errors can arrive in HTTP 200 bodies as ``base_resp``
+- ``ollama``     its OpenAI-compatible ``/v1/chat/completions`` at ``OLLAMA_HOST``, no key
+- ``echo``       the offline model (``swarmd.llm.echo``): no network at all
+- any other prefix with a configured ``base_url``: a generic OpenAI-compatible server
+  (vLLM, OpenRouter, a llama.cpp server)
+
+Each provider sends exactly one request per call: retries belong to the router alone.
+httpx exceptions are translated here, at the edge, into ``swarmd.llm.errors``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from swarmd.llm.errors import (
+    MalformedResponseError,
+    ModelCallError,
+    RequestTimeoutError,
+    UnreachableError,
+    describe_transport_error,
+    error_for_minimax,
+    error_for_status,
+    parse_retry_after,
+)
+from swarmd.llm.types import ChatRequest, ChatResponse, Clock, strip_reasoning
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+ANTHROPIC_VERSION = "2023-06-01"
+MINIMAX_BASE_URL = "https://api.minimax.io/v1"
+OLLAMA_HOST = "http://127.0.0.1:11434"
+OLLAMA_PORT = 11434
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where one provider lives and how to authenticate. The key never shows in a repr."""
+
+    base_url: str
+    api_key: str | None = field(default=None, repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """Every configured provider, built once by the composition root from the settings.
+
+    ``prices`` maps a ``provider/model`` name to US dollars per million input and output
+    tokens.
+    """
+
+    endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    prices: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every API key, for redaction."""
+        return tuple(e.api_key for e in self.endpoints.values() if e.api_key)
+
+    def provider_name(self, model: str) -> str:
+        """The provider serving ``model``, aliases applied."""
+        prefix = model.partition("/")[0]
+        return self.aliases.get(prefix, prefix)
+
+    def price_of(self, model: str) -> tuple[float, float] | None:
+        if model in self.prices:
+            return self.prices[model]
+        prefix, _, name = model.partition("/")
+        return self.prices.get(f"{self.aliases.get(prefix, prefix)}/{name}")
+
+
+def build_provider_config(
+    *,
+    openai_api_key: str | None = None,
+    openai_base_url: str | None = None,
+    anthropic_api_key: str | None = None,
+    anthropic_base_url: str | None = None,
+    minimax_api_key: str | None = None,
+    minimax_base_url: str | None = None,
+    ollama_host: str | None = None,
+    extra: Mapping[str, Endpoint] | None = None,
+    aliases: Mapping[str, str] | None = None,
+    prices: Mapping[str, tuple[float, float]] | None = None,
+) -> ProviderConfig:
+    """A ``ProviderConfig`` from the values of the providers' own variables.
+
+    A provider is configured when it has a key or a base URL; Ollama always is (it is local
+    and needs no key), so ``ollama/...`` names work with nothing set.
+    """
+    endpoints: dict[str, Endpoint] = {}
+    if openai_api_key or openai_base_url:
+        endpoints["openai"] = Endpoint(openai_base_url or OPENAI_BASE_URL, openai_api_key)
+    if anthropic_api_key or anthropic_base_url:
+        endpoints["anthropic"] = Endpoint(
+            anthropic_base_url or ANTHROPIC_BASE_URL, anthropic_api_key
+        )
+    if minimax_api_key or minimax_base_url:
+        endpoints["minimax"] = Endpoint(minimax_base_url or MINIMAX_BASE_URL, minimax_api_key)
+    endpoints["ollama"] = Endpoint(ollama_base_url(ollama_host))
+    endpoints.update(extra or {})
+    return ProviderConfig(endpoints=endpoints, aliases=dict(aliases or {}), prices=prices or {})
+
+
+def ollama_base_url(host: str | None) -> str:
+    """The OpenAI-compatible base URL for an ``OLLAMA_HOST`` value, read as Ollama reads it:
+    a bare ``host[:port]`` defaults to port 11434, a URL to its scheme's own port."""
+    raw = (host or "").strip().rstrip("/") or OLLAMA_HOST
+    has_scheme = "://" in raw
+    if not has_scheme:
+        raw = f"http://{raw}"
+    parts = urlsplit(raw)
+    hostname = parts.hostname or "127.0.0.1"
+    if hostname in ("0.0.0.0", "::"):  # a listen address: connect through loopback instead
+        hostname = "127.0.0.1"
+    if ":" in hostname:
+        hostname = f"[{hostname}]"
+    port = parts.port or (None if has_scheme else OLLAMA_PORT)
+    netloc = f"{hostname}:{port}" if port else hostname
+    return f"{parts.scheme}://{netloc}{parts.path}/v1"
+
+
+class Provider:
+    """Sends one chat request to one model and returns its answer or a classified error."""
+
+    needs_permit = True  # does a request spend the global rate limit?
+
+    async def complete(
+        self,
+        client: httpx.AsyncClient,
+        label: str,
+        model_name: str,
+        request: ChatRequest,
+        *,
+        http_timeout: httpx.Timeout,
+        clock: Clock,
+    ) -> ChatResponse:
+        """Answer ``request`` as ``model_name``; ``label`` is the chain's ``provider/model``
+        name, used in the answer and in errors; ``clock`` (wall-clock) resolves the HTTP
+        dates of Retry-After headers."""
+        raise NotImplementedError
+
+
+class HTTPProvider(Provider):
+    """The shape every HTTP provider shares: build, send once, classify, parse."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self._secrets = (endpoint.api_key,) if endpoint.api_key else ()
+
+    def build_request(
+        self, model_name: str, request: ChatRequest
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
+        """The URL, headers and JSON body of the provider's wire format."""
+        raise NotImplementedError
+
+    def parse_answer(self, payload: Any) -> tuple[str, int, int, str | None]:
+        """Text, prompt tokens, completion tokens and finish reason from a success body.
+
+        May raise ``KeyError``/``TypeError``/``ValueError`` on a body of the wrong shape.
+        """
+        raise NotImplementedError
+
+    def classify_error(
+        self, label: str, response: httpx.Response, payload: Any, now: float
+    ) -> ModelCallError:
+        """The error for an HTTP 4xx/5xx answer."""
+        return error_for_status(
+            label,
+            response.status_code,
+            headers=response.headers,
+            payload=payload,
+            now=now,
+            secrets=self._secrets,
+        )
+
+    def check_answer(self, label: str, response: httpx.Response, payload: Any, now: float) -> None:
+        """Raise for an error hidden in an HTTP 200 body. Most providers never do that."""
+
+    async def complete(
+        self,
+        client: httpx.AsyncClient,
+        label: str,
+        model_name: str,
+        request: ChatRequest,
+        *,
+        http_timeout: httpx.Timeout,
+        clock: Clock,
+    ) -> ChatResponse:
+        url, headers, body = self.build_request(model_name, request)
+        started = time.perf_counter()
+        response = await self._post(
+            client, label, url, headers=headers, body=body, http_timeout=http_timeout
+        )
+        latency = time.perf_counter() - started
+        now = clock()
+        payload = _decode_json(response.content)
+        if response.status_code >= 400:
+            raise self.classify_error(label, response, payload, now)
+        if not isinstance(payload, dict):
+            raise MalformedResponseError(
+                label, "malformed response (not a JSON object)", status=response.status_code
+            )
+        self.check_answer(label, response, payload, now)
+        try:
+            raw_text, prompt_tokens, completion_tokens, finish = self.parse_answer(payload)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise MalformedResponseError(
+                label,
+                "malformed response (unexpected shape)",
+                status=response.status_code,
+                detail=f"{type(exc).__name__}: {exc}"[:120],
+            ) from exc
+        text = strip_reasoning(raw_text)
+        return ChatResponse(
+            model=label,
+            text=text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_s=latency,
+            raw_finish_reason=finish,
+            raw_text=raw_text if text != raw_text else None,
+        )
+
+    async def _post(
+        self,
+        client: httpx.AsyncClient,
+        label: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        body: dict[str, Any],
+        http_timeout: httpx.Timeout,
+    ) -> httpx.Response:
+        try:
+            return await client.post(url, headers=headers, json=body, timeout=http_timeout)
+        except httpx.TimeoutException as exc:
+            raise RequestTimeoutError(
+                label, "timed out", detail=describe_transport_error(exc, self._secrets)
+            ) from exc
+        except httpx.RemoteProtocolError as exc:
+            # Includes a body cut short of its Content-Length: the answer is unusable, and
+            # asking again is the only remedy.
+            raise MalformedResponseError(
+                label,
+                "connection dropped mid-answer",
+                detail=describe_transport_error(exc, self._secrets),
+            ) from exc
+        except httpx.TransportError as exc:
+            raise UnreachableError(
+                label, "unreachable", detail=describe_transport_error(exc, self._secrets)
+            ) from exc
+
+
+class OpenAICompatibleProvider(HTTPProvider):
+    """Chat Completions as vLLM, OpenRouter, llama.cpp and Ollama speak it."""
+
+    max_tokens_field = "max_tokens"
+
+    def build_request(
+        self, model_name: str, request: ChatRequest
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        if request.system:
+            messages.insert(0, {"role": "system", "content": request.system})
+        body: dict[str, Any] = {
+            "model": model_name,
+            "messages": messages,
+            self.max_tokens_field: request.max_tokens,
+        }
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        headers = {"content-type": "application/json", **self.endpoint.headers}
+        if self.endpoint.api_key:
+            headers["authorization"] = f"Bearer {self.endpoint.api_key}"
+        return f"{self.endpoint.base_url.rstrip('/')}/chat/completions", headers, body
+
+    def check_answer(self, label: str, response: httpx.Response, payload: Any, now: float) -> None:
+        # OpenRouter and some proxies report an upstream failure as HTTP 200 with an
+        # ``error`` object and no choices.
+        error = payload.get("error")
+        if isinstance(error, dict) and not payload.get("choices"):
+            code = error.get("code")
+            status = code if isinstance(code, int) and 400 <= code <= 599 else 502
+            raise error_for_status(
+                label,
+                status,
+                headers=response.headers,
+                payload=payload,
+                now=now,
+                secrets=self._secrets,
+            )
+
+    def parse_answer(self, payload: Any) -> tuple[str, int, int, str | None]:
+        choice = payload["choices"][0]
+        text = choice["message"].get("content") or ""
+        if not isinstance(text, str):
+            raise TypeError("message content is not a string")
+        usage = payload.get("usage") or {}
+        return (
+            text,
+            int(usage.get("prompt_tokens") or 0),
+            int(usage.get("completion_tokens") or 0),
+            choice.get("finish_reason"),
+        )
+
+
+class OpenAIProvider(OpenAICompatibleProvider):
+    # OpenAI deprecated ``max_tokens`` for Chat Completions and its reasoning models refuse
+    # it; ``max_completion_tokens`` works for every current model.
+    max_tokens_field = "max_completion_tokens"
+
+
+class MiniMaxProvider(OpenAICompatibleProvider):
+    """MiniMax's OpenAI-compatible endpoint, whose errors hide in ``base_resp``."""
+
+    def classify_error(
+        self, label: str, response: httpx.Response, payload: Any, now: float
+    ) -> ModelCallError:
+        return self._base_resp_error(label, response, payload, now) or super().classify_error(
+            label, response, payload, now
+        )
+
+    def check_answer(self, label: str, response: httpx.Response, payload: Any, now: float) -> None:
+        error = self._base_resp_error(label, response, payload, now)
+        if error is not None:
+            raise error
+        super().check_answer(label, response, payload, now)
+
+    def _base_resp_error(
+        self, label: str, response: httpx.Response, payload: Any, now: float
+    ) -> ModelCallError | None:
+        base_resp = payload.get("base_resp") if isinstance(payload, dict) else None
+        if not isinstance(base_resp, dict):
+            return None
+        code = base_resp.get("status_code")
+        if not isinstance(code, int) or code == 0:
+            return None
+        message = base_resp.get("status_msg")
+        return error_for_minimax(
+            label,
+            code,
+            message if isinstance(message, str) else None,
+            status=response.status_code,
+            retry_after=parse_retry_after(response.headers, now=now),
+            secrets=self._secrets,
+        )
+
+
+class AnthropicProvider(HTTPProvider):
+    """The Messages API: top-level ``system``, required ``max_tokens``, content blocks."""
+
+    def build_request(
+        self, model_name: str, request: ChatRequest
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
+        # The Messages API takes only user/assistant turns; system text goes top-level.
+        systems = [request.system] if request.system else []
+        systems += [m.content for m in request.messages if m.role == "system"]
+        messages = [
+            {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
+        ]
+        body: dict[str, Any] = {
+            "model": model_name,
+            "max_tokens": request.max_tokens,
+            "messages": messages,
+        }
+        if systems:
+            body["system"] = "\n\n".join(systems)
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        headers = {
+            "content-type": "application/json",
+            "anthropic-version": ANTHROPIC_VERSION,
+            **self.endpoint.headers,
+        }
+        if self.endpoint.api_key:
+            headers["x-api-key"] = self.endpoint.api_key
+        return f"{self.endpoint.base_url.rstrip('/')}/v1/messages", headers, body
+
+    def parse_answer(self, payload: Any) -> tuple[str, int, int, str | None]:
+        blocks = payload["content"]
+        if not isinstance(blocks, list):
+            raise TypeError("content is not a list of blocks")
+        text = "".join(
+            block["text"]
+            for block in blocks
+            if isinstance(block, dict) and block.get("type") == "text"
+        )
+        usage = payload.get("usage") or {}
+        return (
+            text,
+            int(usage.get("input_tokens") or 0),
+            int(usage.get("output_tokens") or 0),
+            payload.get("stop_reason"),
+        )
+
+
+def _decode_json(body: bytes) -> Any:
+    """The decoded body, or ``None`` when it is not JSON."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
