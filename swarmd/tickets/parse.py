@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import tomllib
 from collections.abc import Collection, Iterable, Mapping
@@ -103,6 +105,10 @@ def parse_ticket_data(data: Mapping[str, Any], *, source: str = "<ticket>") -> T
         tasks = parse_tasks(data["tasks"], default_agent=agent, source=source)
     else:
         fields.refuse('there are no "tasks" (or a top-level "prompt" for a one-task ticket)')
+    model = fields.models("model")
+    if model is not None:
+        # The ticket's chain is the default of its tasks (the planner's included).
+        tasks = tuple(t if t.model else dataclasses.replace(t, model=model) for t in tasks)
     title = fields.text("title", max_chars=MAX_TITLE_CHARS)
     if title is None:
         if prompt is None:
@@ -116,7 +122,7 @@ def parse_ticket_data(data: Mapping[str, Any], *, source: str = "<ticket>") -> T
         key=fields.text("key", max_chars=MAX_KEY_CHARS),
         plan=plan,
         prompt=prompt if plan else None,
-        model=fields.models("model"),
+        model=model,
     )
 
 

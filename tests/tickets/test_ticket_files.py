@@ -98,11 +98,13 @@ def test_every_field_is_read_into_the_spec() -> None:
                 needs=("draft",),
                 command=("make", "-C", "{workspace}", "TASK={task}"),
                 priority=-1,
+                model=("anthropic/claude-sonnet-4-5", "openai/gpt-4.1-mini"),
             ),
             TaskSpec(
                 name="verify",
                 agent="verify",
                 needs=("build",),
+                model=("anthropic/claude-sonnet-4-5", "openai/gpt-4.1-mini"),
                 checks=(
                     {"type": "file_exists", "path": "site/index.html"},
                     {"type": "command_succeeds", "command": ["python3", "-m", "pytest", "-q"]},
@@ -116,6 +118,25 @@ def test_json_and_toml_of_the_same_ticket_give_the_same_spec() -> None:
     from_toml = parse_ticket_text(FULL_TOML, fmt="toml")
     as_json = json.dumps(ticket_to_data(from_toml))
     assert parse_ticket_text(as_json, fmt="json") == from_toml
+
+
+def test_ticket_model_chain_is_the_default_of_its_tasks() -> None:
+    spec = parse_ticket_data(
+        {
+            "title": "x",
+            "model": "openai/a",
+            "tasks": [
+                {"name": "a", "prompt": "p"},
+                {"name": "b", "prompt": "p", "model": "ollama/b"},
+            ],
+        }
+    )
+    assert [t.model for t in spec.tasks] == [("openai/a",), ("ollama/b",)]
+
+
+def test_planned_ticket_gives_its_model_chain_to_the_planner() -> None:
+    spec = parse_ticket_data({"plan": True, "prompt": "Build it", "model": ["openai/p"]})
+    assert spec.tasks[0].model == ("openai/p",)
 
 
 def test_default_agent_is_llm() -> None:
