@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     primary_model: str | None = None
     fallback_model: Annotated[tuple[str, ...], NoDecode] = ()
     fallback_on_rate_limit: bool = True
+    model_aliases: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    model_prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    llm_request_timeout_seconds: float = Field(default=600.0, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=100)
     retry_backoff_seconds: float = Field(default=5.0, ge=0)
     retry_backoff_max_seconds: float = Field(default=300.0, ge=0)
@@ -80,6 +83,20 @@ class Settings(BaseSettings):
     def _split_model_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("model_aliases", mode="before")
+    @classmethod
+    def _split_aliases(cls, value: object) -> object:
+        if isinstance(value, str):
+            pairs = [part.strip() for part in value.split(",") if part.strip()]
+            aliases = {}
+            for pair in pairs:
+                alias, sep, provider = pair.partition("=")
+                if not sep or not alias.strip() or not provider.strip():
+                    raise ValueError(f"{pair!r} is not alias=provider")
+                aliases[alias.strip()] = provider.strip()
+            return aliases
         return value
 
     @field_validator("primary_model", "fallback_model")

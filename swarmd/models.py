@@ -10,7 +10,7 @@ Task states (DESIGN.md §4)::
                         (backoff over)  │                      ├─► succeeded
                                       failed ◄──(error, attempts left)
                                                                ├─► dead     (attempts exhausted)
-    any non-terminal ──(cancel)──► cancelled                   └─► ready    (interrupted: no attempt burnt)
+    any non-terminal ──(cancel)──► cancelled                   └─► ready    (interrupted, free)
     blocked ──(a need died / was cancelled / skipped)──► skipped
     dead | cancelled | skipped | failed ──(retry)──► ready or blocked
 """

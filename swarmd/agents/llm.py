@@ -1,0 +1,133 @@
+"""The llm agent: asks the model chain, keeps the reply, writes its file blocks.
+
+Runs inside the worker. Rate permits and cooldowns are the daemon's, so the router's broker
+here forwards ``acquire`` and ``report`` over the worker's channel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from swarmd.channel import WorkerCalls
+from swarmd.job import AgentResult, Job
+from swarmd.llm import (
+    ChainFailedError,
+    ChatRequest,
+    Endpoint,
+    Outcome,
+    ProviderConfig,
+    RequestRejectedError,
+    RequestTimeouts,
+    Router,
+    RouterResult,
+    create_http_client,
+    raise_refusal,
+)
+from swarmd.outputs import read_input_record, write_reply_files
+
+MAX_INPUT_CHARS = 64 * 1024
+"""How much of the needed tasks' files goes into the prompt, in all."""
+
+
+class ChannelBroker:
+    """A ``PermitBroker`` that asks the daemon over the worker's channel."""
+
+    def __init__(self, calls: WorkerCalls) -> None:
+        self._calls = calls
+
+    async def acquire(self, model: str, *, deadline: float) -> None:
+        raise_refusal(await self._calls.call("acquire", model=model, deadline=deadline))
+
+    async def report(self, model: str, outcome: Outcome) -> None:
+        await self._calls.call("report", model=model, outcome=outcome.to_dict())
+
+
+def provider_config_from_job(llm: dict[str, Any]) -> ProviderConfig:
+    return ProviderConfig(
+        endpoints={
+            name: Endpoint(e["base_url"], e.get("api_key"), dict(e.get("headers") or {}))
+            for name, e in llm.get("endpoints", {}).items()
+        },
+        aliases=dict(llm.get("aliases") or {}),
+        prices={
+            model: (float(p[0]), float(p[1])) for model, p in (llm.get("prices") or {}).items()
+        },
+    )
+
+
+def build_prompt(job: Job) -> str:
+    """The task prompt, then the text of the files the needed tasks produced, capped."""
+    prompt = job.prompt or ""
+    inherited = sorted(read_input_record(Path(job.workspace)))
+    if not inherited:
+        return prompt
+    parts = [prompt, "", "Files from the tasks this one builds on:"]
+    budget = MAX_INPUT_CHARS
+    for relpath in inherited:
+        if budget <= 0:
+            parts.append(f"(more files left out: {len(inherited)} in all)")
+            break
+        try:
+            text = (Path(job.workspace) / relpath).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue  # binary or unreadable: the agent still has it in its workspace
+        shown = text[:budget]
+        budget -= len(shown)
+        cut = "" if len(shown) == len(text) else "\n(cut)"
+        parts.append(f'<file path="{relpath}">\n{shown}{cut}\n</file>')
+    return "\n".join(parts)
+
+
+def describe_result(result: RouterResult) -> dict[str, Any]:
+    response = result.response
+    return {
+        "model": response.model,
+        "tries": [t.to_dict() for t in result.tries],
+        "usage": {
+            "prompt_tokens": response.prompt_tokens,
+            "completion_tokens": response.completion_tokens,
+        },
+        "latency_s": round(response.latency_s, 3),
+        "cost_usd": result.cost_usd,
+    }
+
+
+async def ask_models(
+    job: Job, calls: WorkerCalls, *, prompt: str | None = None, system: str | None = None
+) -> RouterResult:
+    """One answer from the job's model chain, within the job's deadline."""
+    llm = job.llm or {}
+    total = float(llm.get("request_timeout_seconds", 600.0))
+    request = ChatRequest.from_prompt(
+        prompt if prompt is not None else build_prompt(job),
+        system=system or job.agent.system_prompt,
+        max_tokens=job.agent.max_tokens,
+    )
+    async with create_http_client() as client:
+        router = Router(
+            client,
+            provider_config_from_job(llm),
+            ChannelBroker(calls),
+            fallback_on_rate_limit=bool(llm.get("fallback_on_rate_limit", True)),
+            timeouts=RequestTimeouts(connect=10.0, read=total, total=total),
+        )
+        return await router.complete(request, job.model_chain, deadline=job.deadline)
+
+
+async def run_llm(job: Job, calls: WorkerCalls) -> AgentResult:
+    try:
+        result = await ask_models(job, calls)
+    except RequestRejectedError as exc:
+        tries = [t.to_dict() for t in exc.tries]
+        return AgentResult(ok=False, error=str(exc), retryable=False, details={"tries": tries})
+    except ChainFailedError as exc:
+        return AgentResult(
+            ok=False, error=str(exc), details={"tries": [t.to_dict() for t in exc.tries]}
+        )
+    details = describe_result(result)
+    reply = result.response.raw_text or result.response.text
+    report = write_reply_files(Path(job.workspace), reply)
+    details["files_written"] = list(report.written)
+    details["refused"] = [{"path": r.path, "reason": r.reason} for r in report.refused]
+    return AgentResult(ok=True, details=details)

@@ -1,0 +1,310 @@
+"""The composition root: wires settings, the store, the gate, the broker and the supervisor.
+
+``serve()`` is ``swarmd run`` (and ``swarmd run-ticket`` when no daemon is running, with
+``only_ticket`` set). It holds the home's lock for its whole life, so there is one daemon
+per ``SWARMD_HOME``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from swarmd import __version__
+from swarmd.agents.registry import AgentRegistry, load_agent_registry
+from swarmd.broker import BrokerService, grantable_env, llm_job_settings
+from swarmd.config import Settings
+from swarmd.delivery import DeliveryBuilder
+from swarmd.errors import DaemonRunningError, EnvironmentProblem, StoreError, SwarmdError
+from swarmd.gate import GateDecision, HostProbe, SpawnGate
+from swarmd.launcher import HomeLayout, LaunchSettings, WorkerLauncher
+from swarmd.logs import get_logger
+from swarmd.metrics import GateHoldCounter, MetricsCollector, MetricsExporter
+from swarmd.models import TicketState
+from swarmd.notify import SystemdNotifier
+from swarmd.store import Store
+from swarmd.store.backup import check_database
+from swarmd.store.stats import StoreStats
+from swarmd.supervisor import Supervisor, SupervisorConfig
+
+log = get_logger("swarmd.daemon")
+
+METRICS_INTERVAL_SECONDS = 10.0
+
+
+class HomeLock:
+    """An exclusive ``flock`` on ``swarmd.lock``: released by the kernel if we die."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            pid = read_lock_pid(self.path)
+            who = f" (pid {pid})" if pid else ""
+            raise DaemonRunningError(
+                f"another swarmd daemon{who} is already running on {self.path.parent}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            os.close(self._fd)
+            self._fd = None
+
+
+def read_lock_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
+def running_daemon_pid(settings: Settings) -> int | None:
+    """The pid of the daemon holding this home's lock, or None when no daemon runs."""
+    path = settings.lock_path
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return read_lock_pid(path) or -1
+    finally:
+        os.close(fd)
+    return None
+
+
+class DaemonHooks:
+    """sd_notify, the heartbeat row, and delivery archives, at the supervisor's milestones."""
+
+    def __init__(
+        self,
+        store: Store,
+        notifier: SystemdNotifier,
+        broker: BrokerService,
+        deliveries: DeliveryBuilder,
+        gate_holds: GateHoldCounter | None = None,
+    ) -> None:
+        self._store = store
+        self._notifier = notifier
+        self._broker = broker
+        self._deliveries = deliveries
+        self._gate_holds = gate_holds or GateHoldCounter()
+        self._started_at = time.time()
+
+    def ready(self) -> None:
+        self._notifier.ready()
+        self._notifier.status("accepting work")
+
+    def stopping(self) -> None:
+        self._notifier.stopping()
+        log.info("shutdown_started")
+
+    async def heartbeat(self, snapshot: dict[str, Any]) -> None:
+        status = {**snapshot, "models": self._broker.snapshot()}
+        await self._store.write_heartbeat(
+            pid=os.getpid(), started_at=self._started_at, version=__version__, status=status
+        )
+        self._notifier.watchdog()
+
+    async def ticket_finished(self, ticket_id: int, state: TicketState) -> None:
+        self._deliveries.schedule(ticket_id, state)
+
+    def gate_held(self, decision: GateDecision) -> None:
+        """The gate has just closed (it was open at the previous check)."""
+        self._gate_holds.record(decision.hold.value if decision.hold else "unknown")
+
+
+def install_signal_handlers(stop: asyncio.Event, skip_grace: asyncio.Event) -> None:
+    """The first SIGTERM or SIGINT asks for a clean stop; a second skips the grace period."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        # Only set events here: the loop does the work.
+        if stop.is_set():
+            skip_grace.set()
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+async def serve(
+    settings: Settings,
+    *,
+    base_env: Mapping[str, str],
+    only_ticket: int | None = None,
+    registry: AgentRegistry | None = None,
+    stop: asyncio.Event | None = None,
+) -> TicketState | None:
+    """Run the daemon until a signal (or, with ``only_ticket``, until that ticket finishes).
+
+    ``stop`` lets the caller end the run as SIGTERM would (``run-ticket --timeout``).
+    """
+    lock = HomeLock(settings.lock_path)
+    lock.acquire()
+    try:
+        return await _serve_locked(
+            settings, base_env, only_ticket, registry, stop or asyncio.Event()
+        )
+    finally:
+        lock.release()
+
+
+async def _serve_locked(
+    settings: Settings,
+    base_env: Mapping[str, str],
+    only_ticket: int | None,
+    registry: AgentRegistry | None,
+    stop: asyncio.Event,
+) -> TicketState | None:
+    registry = registry or load_agent_registry(settings.agents_path)
+    await refuse_corrupt_database(settings.db_path)
+    store = await Store.open(
+        settings.db_path,
+        backoff_base=settings.retry_backoff_seconds,
+        backoff_max=settings.retry_backoff_max_seconds,
+    )
+    skip_grace = asyncio.Event()
+    install_signal_handlers(stop, skip_grace)
+    layout = HomeLayout(settings.home)
+    broker = BrokerService(settings)
+    deliveries = DeliveryBuilder(store, layout)
+    notifier = SystemdNotifier(base_env.get("NOTIFY_SOCKET"))
+    launcher = WorkerLauncher(
+        LaunchSettings(
+            layout=layout,
+            worker_timeout_seconds=settings.worker_timeout_seconds,
+            heartbeat_seconds=settings.worker_heartbeat_seconds,
+            grace_seconds=settings.shutdown_grace_seconds,
+            model_chain=settings.model_chain,
+            max_fix_rounds=settings.max_fix_rounds,
+            llm=llm_job_settings(settings),
+            secrets=grantable_env(settings, base_env),
+        ),
+        registry,
+        base_env,
+        answer_call=broker.answer_call,
+        skip_grace=skip_grace,
+    )
+    gate = SpawnGate(
+        HostProbe(),
+        max_workers=settings.max_concurrent_workers,
+        min_free_memory_mb=settings.min_free_memory_mb,
+        max_load=settings.effective_max_load,
+        settle_seconds=settings.spawn_settle_seconds,
+    )
+    memory_limit = settings.worker_memory_limit_mb
+    gate_holds = GateHoldCounter()
+    supervisor = Supervisor(
+        store,
+        gate,
+        launcher,
+        SupervisorConfig(
+            max_workers=settings.max_concurrent_workers,
+            memory_limit_bytes=memory_limit * 2**20 if memory_limit else None,
+            hung_seconds=settings.worker_hung_seconds,
+            heartbeat_seconds=min(2.0, settings.worker_heartbeat_seconds),
+            only_ticket=only_ticket,
+        ),
+        stop=stop,
+        hooks=DaemonHooks(store, notifier, broker, deliveries, gate_holds),
+    )
+    log.info(
+        "daemon_started",
+        pid=os.getpid(),
+        version=__version__,
+        home=str(settings.home),
+        models=list(settings.model_chain),
+        only_ticket=only_ticket,
+    )
+    if settings.model_chain == ("echo/echo",):
+        log.info("offline_model", detail="no provider is configured: llm tasks use echo/echo")
+    try:
+        async with metrics_exporter(settings, store, gate_holds, stop):
+            await supervisor.run()
+            await deliveries.drain()
+    finally:
+        with contextlib.suppress(EnvironmentProblem):
+            await store.clear_heartbeat(os.getpid())
+        await store.close()
+        log.info("daemon_stopped", pid=os.getpid())
+    return supervisor.finished_state
+
+
+async def refuse_corrupt_database(path: Path) -> None:
+    """Raise ``StoreError`` if the database fails a quick check; never touch the file.
+
+    SQLite opens a truncated or partly overwritten file without complaint and fails only
+    on the pages it later reads, by which time the daemon has written into it.
+    """
+    if not path.exists():
+        return
+    check = await asyncio.to_thread(check_database, path, quick=True)
+    if not check.ok:
+        raise StoreError(
+            f"{check.describe()}. The daemon did not start and left the file untouched: "
+            "`swarmd doctor` shows more, and `swarmd restore BACKUP` puts a backup in its place"
+        )
+
+
+@contextlib.asynccontextmanager
+async def metrics_exporter(
+    settings: Settings, store: Store, gate_holds: GateHoldCounter, stop: asyncio.Event
+) -> AsyncIterator[MetricsExporter | None]:
+    """Run the metrics exporter as a side task while the block runs, when one is configured;
+    refresh once more as the block ends.
+
+    If the exporter dies, the daemon stops (``stop`` is set) and the block's exit raises
+    its error, so the daemon exits non-zero rather than running without its metrics.
+    """
+    if settings.metrics_port is None and settings.metrics_textfile is None:
+        yield None
+        return
+    collector = MetricsCollector(store, StoreStats(store._db), gate_holds=gate_holds)
+    exporter = MetricsExporter(
+        collector,
+        interval=METRICS_INTERVAL_SECONDS,
+        textfile=settings.metrics_textfile,
+        port=settings.metrics_port,
+    )
+    await exporter.start()
+    runner = asyncio.create_task(exporter.run(), name="metrics-exporter")
+    runner.add_done_callback(lambda task: stop_when_failed(task, stop))
+    try:
+        yield exporter
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+        # The final counts, with the attempts the shutdown closed, stay in the textfile.
+        await exporter.refresh()
+        await exporter.close()
+    if not runner.cancelled() and (error := runner.exception()) is not None:
+        raise SwarmdError(f"the metrics exporter failed: {error}") from error
+
+
+def stop_when_failed(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """A side task's done callback: a failure is logged loudly and stops the daemon."""
+    if task.cancelled() or task.exception() is None:
+        return
+    log.error("side_task_failed", task=task.get_name(), exc_info=task.exception())
+    stop.set()

@@ -1,0 +1,139 @@
+"""Turns a claimed task into a running worker: resolves its agent, paths, limits and secrets.
+
+The one place that knows the home's layout for a task::
+
+    work/<ticket>/<task>/                 the task's workspace (the worker's cwd)
+    outputs/<ticket>/<task>.tar.gz        its archive
+    logs/attempts/<ticket>/<task>.<n>.log its worker's stdout and stderr
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from swarmd.agents.registry import AgentRegistry
+from swarmd.agents.spec import AgentDef, AgentKind
+from swarmd.job import Job
+from swarmd.models import ClaimedTask, Clock, Task
+from swarmd.procs import scrub_environment
+from swarmd.workers import CallHandler, WorkerSession
+
+
+@dataclass(frozen=True, slots=True)
+class HomeLayout:
+    home: Path
+
+    def workspace(self, ticket_id: int, task: str) -> Path:
+        return self.home / "work" / str(ticket_id) / task
+
+    def task_archive(self, ticket_id: int, task: str) -> Path:
+        return self.home / "outputs" / str(ticket_id) / f"{task}.tar.gz"
+
+    def delivery_archive(self, ticket_id: int) -> Path:
+        return self.home / "outputs" / str(ticket_id) / "delivery.tar.gz"
+
+    def attempt_log(self, ticket_id: int, task: str, attempt: int) -> Path:
+        return self.home / "logs" / "attempts" / str(ticket_id) / f"{task}.{attempt}.log"
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchSettings:
+    """What the launcher needs from ``Settings``, as plain values."""
+
+    layout: HomeLayout
+    worker_timeout_seconds: float
+    heartbeat_seconds: float
+    grace_seconds: float
+    model_chain: tuple[str, ...]
+    max_fix_rounds: int
+    llm: dict[str, Any]  # provider settings handed to llm workers (keys included)
+    secrets: dict[str, str] = field(default_factory=dict)  # name -> value, grantable to commands
+
+
+class WorkerLauncher:
+    def __init__(
+        self,
+        settings: LaunchSettings,
+        registry: AgentRegistry,
+        base_env: Mapping[str, str],
+        *,
+        answer_call: CallHandler,
+        skip_grace: asyncio.Event,
+        clock: Clock = time.time,
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._env = scrub_environment(base_env)
+        self._answer_call = answer_call
+        self._skip_grace = skip_grace
+        self._clock = clock
+
+    def build_job(self, claimed: ClaimedTask) -> Job:
+        task, attempt = claimed.task, claimed.attempt
+        agent = self._registry.resolve(task.agent)
+        layout = self._settings.layout
+        timeout = (
+            task.timeout_seconds or agent.timeout_seconds or (self._settings.worker_timeout_seconds)
+        )
+        # Verify tasks talk to the models too: their fix step asks for repairs.
+        is_llm = agent.kind in (AgentKind.LLM, AgentKind.PLANNER, AgentKind.VERIFY)
+        return Job(
+            ticket_id=task.ticket_id,
+            task_id=task.id,
+            task=task.name,
+            attempt=attempt.number,
+            agent=agent,
+            workspace=str(layout.workspace(task.ticket_id, task.name)),
+            archive_path=str(layout.task_archive(task.ticket_id, task.name)),
+            deadline=self._clock() + timeout,
+            prompt=task.prompt,
+            command=task.command,
+            checks=task.checks,
+            inputs=tuple(
+                (need, str(layout.workspace(task.ticket_id, need))) for need in task.needs
+            ),
+            model_chain=self.model_chain(task, agent) if is_llm else (),
+            heartbeat_seconds=self._settings.heartbeat_seconds,
+            fix_rounds=self._settings.max_fix_rounds if agent.kind is AgentKind.VERIFY else 0,
+            llm=self._settings.llm if is_llm else None,
+            granted_env={
+                name: self._settings.secrets[name]
+                for name in agent.env
+                if name in self._settings.secrets
+            },
+            manifest={
+                "ticket": task.ticket_id,
+                "task": task.name,
+                "agent": agent.name,
+                "attempt": attempt.number,
+                "started_at": attempt.started_at,
+            },
+        )
+
+    def model_chain(self, task: Task, agent: AgentDef) -> tuple[str, ...]:
+        return task.model or agent.model or self._settings.model_chain
+
+    def timeout_for(self, job: Job) -> float:
+        return max(0.0, job.deadline - self._clock())
+
+    async def launch(self, claimed: ClaimedTask) -> WorkerSession:
+        """Build the job and start its worker; raises ``ProcessError`` if it cannot start."""
+        job = self.build_job(claimed)
+        task = claimed.task
+        log_path = self._settings.layout.attempt_log(task.ticket_id, task.name, job.attempt)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        session = WorkerSession(
+            claimed,
+            job,
+            answer_call=self._answer_call,
+            grace_seconds=self._settings.grace_seconds,
+            skip_grace=self._skip_grace,
+            log_path=log_path,
+        )
+        await session.start(self._env)
+        return session

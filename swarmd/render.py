@@ -1,0 +1,129 @@
+"""How the CLI shows things: rich tables for people, plain JSON for scripts."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from swarmd.models import Attempt, Task, Ticket
+
+STATE_STYLES = {
+    "succeeded": "green",
+    "running": "cyan",
+    "ready": "blue",
+    "queued": "blue",
+    "blocked": "dim",
+    "failed": "yellow",
+    "dead": "red",
+    "cancelled": "magenta",
+    "skipped": "dim",
+}
+
+
+def to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(to_jsonable(value), indent=2, sort_keys=False))
+
+
+def styled(state: str) -> str:
+    style = STATE_STYLES.get(state)
+    return f"[{style}]{state}[/{style}]" if style else state
+
+
+def when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def counts_line(counts: Mapping[str, int]) -> str:
+    return " ".join(f"{state}={n}" for state, n in counts.items() if n) or "-"
+
+
+def print_tickets(console: Console, tickets: Sequence[Ticket]) -> None:
+    table = Table("id", "state", "title", "tasks", "priority", "created", box=None)
+    for ticket in tickets:
+        table.add_row(
+            str(ticket.id),
+            styled(ticket.state.value),
+            ticket.title,
+            counts_line(ticket.task_counts),
+            str(ticket.priority),
+            when(ticket.created_at),
+        )
+    console.print(table if tickets else "no tickets")
+
+
+def print_ticket(
+    console: Console,
+    ticket: Ticket,
+    tasks: Sequence[Task],
+    attempts: Mapping[int, Sequence[Attempt]],
+    outputs: Mapping[str, Path],
+) -> None:
+    console.print(f"[bold]ticket {ticket.id}[/bold]: {ticket.title}")
+    console.print(f"state: {styled(ticket.state.value)}   priority: {ticket.priority}")
+    console.print(f"created: {when(ticket.created_at)}   finished: {when(ticket.finished_at)}")
+    table = Table("task", "state", "agent", "needs", "attempts", "last", "error", box=None)
+    for task in tasks:
+        history = attempts.get(task.id, ())
+        last = history[-1] if history else None
+        last_text = "-"
+        if last is not None:
+            took = (last.ended_at or time.time()) - last.started_at
+            reason = last.exit_reason.value if last.exit_reason else "running"
+            last_text = f"{reason} in {duration(took)}"
+        table.add_row(
+            task.name,
+            styled(task.state.value),
+            task.agent,
+            ",".join(task.needs) or "-",
+            str(len(history)),
+            last_text,
+            (task.last_error or "")[:80],
+        )
+    console.print(table)
+    for label, path in outputs.items():
+        console.print(f"{label}: {path}")
+
+
+def print_key_values(console: Console, rows: Iterable[tuple[str, Any]]) -> None:
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console.print(table)

@@ -1,0 +1,399 @@
+"""The supervisor loop: claim ready tasks, gate, spawn, reap, enforce limits, shut down.
+
+``run()`` reads like a table of contents::
+
+    recover_interrupted()              once, before anything is claimed
+    while not stopping:
+        reap_finished()                close the attempts of workers that exited
+        enforce_limits()               timeouts, memory, silence: kill the breaching groups
+        revoke_cancelled()             kill workers whose task was cancelled elsewhere
+        release_retries()              failed tasks whose backoff is over become ready
+        dispatch_ready()               claim and spawn while a slot is free and the gate allows
+        heartbeat()                    the daemon's own liveness, when due
+        wait_for_wakeup()              new work, a worker exit, a timer, or a signal
+    shut_down()                        SIGTERM -> grace -> SIGKILL, await all, requeue
+
+It never writes SQL (the store does) and never touches a process directly (procs and the
+worker sessions do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from swarmd.errors import ProcessError, StaleAttemptError, SwarmdError
+from swarmd.gate import GateDecision, SpawnGate
+from swarmd.launcher import WorkerLauncher
+from swarmd.logs import get_logger
+from swarmd.models import ClaimedTask, ExitReason, TaskOutcome, TaskState, TicketState
+from swarmd.procs import ProcessIdentity, is_same_process, kill_stale_group
+from swarmd.store import Store
+from swarmd.workers import Verdict, WorkerSession
+
+log = get_logger("swarmd.supervisor")
+
+
+@dataclass(frozen=True, slots=True)
+class SupervisorConfig:
+    max_workers: int
+    memory_limit_bytes: int | None
+    hung_seconds: float
+    limit_check_seconds: float = 0.5
+    heartbeat_seconds: float = 2.0
+    new_work_poll_seconds: float = 0.05
+    gate_recheck_seconds: float = 1.0
+    only_ticket: int | None = None  # run-ticket without a daemon: this ticket alone
+
+
+class SupervisorHooks(Protocol):
+    """What the daemon does at the supervisor's milestones (sd_notify, heartbeats, delivery)."""
+
+    def ready(self) -> None: ...
+    def stopping(self) -> None: ...
+    def gate_held(self, decision: GateDecision) -> None: ...
+    async def heartbeat(self, snapshot: dict[str, Any]) -> None: ...
+    async def ticket_finished(self, ticket_id: int, state: TicketState) -> None: ...
+
+
+class Supervisor:
+    def __init__(
+        self,
+        store: Store,
+        gate: SpawnGate,
+        launcher: WorkerLauncher,
+        config: SupervisorConfig,
+        *,
+        stop: asyncio.Event,
+        hooks: SupervisorHooks,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._gate = gate
+        self._launcher = launcher
+        self._config = config
+        self._stop = stop
+        self._hooks = hooks
+        self._clock = clock
+        self._sessions: dict[str, tuple[WorkerSession, asyncio.Task[None]]] = {}
+        self._wakeup = asyncio.Event()
+        self._new_work = True
+        self._next_heartbeat = 0.0
+        self._next_limit_check = 0.0
+        self._next_retry_at: float | None = None
+        self._gate_held = False
+        self.finished_state: TicketState | None = None
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        watcher = asyncio.create_task(self._watch_for_new_work(), name="watch-new-work")
+        try:
+            await self.recover_interrupted()
+            await self._check_only_ticket()
+            self._hooks.ready()
+            log.info("supervisor_ready", max_workers=self._config.max_workers)
+            while not self._stop.is_set():
+                await self.reap_finished()
+                self.enforce_limits()
+                await self.revoke_cancelled()
+                await self.release_retries()
+                await self.dispatch_ready()
+                await self.heartbeat()
+                await self.wait_for_wakeup()
+        finally:
+            self._hooks.stopping()
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await self.shut_down()
+
+    async def wait_for_wakeup(self) -> None:
+        now = self._clock()
+        deadlines = [self._next_heartbeat]
+        if self._sessions:
+            deadlines.append(self._next_limit_check)
+        if self._gate_held:
+            deadlines.append(now + self._config.gate_recheck_seconds)
+        if self._next_retry_at is not None:
+            deadlines.append(now + max(0.0, self._next_retry_at - time.time()))
+        timeout = max(0.0, min(deadlines) - now)
+        stop_wait = asyncio.ensure_future(self._stop.wait())
+        wake_wait = asyncio.ensure_future(self._wakeup.wait())
+        try:
+            await asyncio.wait(
+                {stop_wait, wake_wait}, timeout=timeout, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            stop_wait.cancel()
+            wake_wait.cancel()
+        self._wakeup.clear()
+
+    async def _watch_for_new_work(self) -> None:
+        """Notice commits by other processes (submit, cancel, retry) without a thread hop."""
+        seen = self._store.data_version()
+        while True:
+            await asyncio.sleep(self._config.new_work_poll_seconds)
+            current = self._store.data_version()
+            if current != seen:
+                seen = current
+                self._new_work = True
+                self._wakeup.set()
+
+    # -- the steps ----------------------------------------------------------------------
+
+    async def recover_interrupted(self) -> None:
+        """Requeue attempts a dead daemon left running, after their groups are confirmed dead."""
+        for task, attempt in await self._store.running_attempts():
+            killed = False
+            if attempt.pid is not None and attempt.pid_create_time is not None:
+                identity = ProcessIdentity(attempt.pid, attempt.pid_create_time)
+                killed = kill_stale_group(identity)
+                await self._wait_until_gone(identity)
+            await self._store.interrupt_attempt(
+                attempt.token, reason=ExitReason.INTERRUPTED, error="the daemon stopped"
+            )
+            log.info(
+                "attempt_recovered",
+                task=task.ref,
+                attempt=attempt.number,
+                pid=attempt.pid,
+                killed_stale_group=killed,
+            )
+
+    async def _wait_until_gone(self, identity: ProcessIdentity, timeout: float = 5.0) -> None:
+        # Nothing signals the death of a process we are not the parent of: poll, briefly.
+        deadline = self._clock() + timeout
+        while is_same_process(identity) and self._clock() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+    async def reap_finished(self) -> None:
+        for token, (session, runner) in list(self._sessions.items()):
+            if not runner.done():
+                continue
+            del self._sessions[token]
+            if runner.exception() is not None:
+                log.error("worker_session_crashed", task=session.ref, exc_info=runner.exception())
+            await self._close_attempt(session, session.verdict())
+
+    def enforce_limits(self) -> None:
+        now = self._clock()
+        if now < self._next_limit_check:
+            return
+        self._next_limit_check = now + self._config.limit_check_seconds
+        wall = time.time()
+        for session, _ in self._sessions.values():
+            if session.kill_reason is not None or session.proc is None:
+                continue
+            if wall > session.job.deadline:
+                self._kill(session, ExitReason.TIMEOUT, "the worker ran past its timeout")
+            elif session.silence() > self._config.hung_seconds:
+                self._kill(
+                    session,
+                    ExitReason.HUNG,
+                    f"the worker sent no heartbeat for {session.silence():.0f} s",
+                )
+            elif self._config.memory_limit_bytes is not None:
+                rss = session.proc.tree_rss_bytes()
+                if rss > self._config.memory_limit_bytes:
+                    self._kill(
+                        session,
+                        ExitReason.MEMORY,
+                        f"the worker's process tree used {rss // 2**20} MB, over its "
+                        f"{self._config.memory_limit_bytes // 2**20} MB limit",
+                    )
+
+    async def revoke_cancelled(self) -> None:
+        if not self._new_work or not self._sessions:
+            return
+        current = await self._store.current_tokens(list(self._sessions))
+        for token, (session, _) in self._sessions.items():
+            if token not in current and session.kill_reason is None:
+                self._kill(session, ExitReason.CANCELLED, "the task was cancelled")
+
+    async def release_retries(self) -> None:
+        if self._next_retry_at is not None and self._next_retry_at <= time.time():
+            self._new_work = True
+        if self._new_work:
+            released = await self._store.release_due_retries()
+            if released:
+                log.info("retries_released", count=len(released))
+            self._next_retry_at = await self._store.next_retry_at()
+
+    async def dispatch_ready(self) -> None:
+        if not self._new_work:
+            return
+        self._new_work = False
+        while len(self._sessions) < self._config.max_workers and not self._stop.is_set():
+            decision = self._gate.check(len(self._sessions))
+            self._report_gate(decision)
+            if not decision.allowed:
+                self._new_work = True  # look again when the gate is rechecked
+                return
+            claimed = await self._store.claim_ready_task(ticket_id=self._config.only_ticket)
+            if claimed is None:
+                return
+            await self._start_worker(claimed)
+
+    async def heartbeat(self) -> None:
+        now = self._clock()
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + self._config.heartbeat_seconds
+        await self._hooks.heartbeat(self.snapshot())
+
+    async def shut_down(self) -> None:
+        if self._sessions:
+            log.info("workers_terminating", count=len(self._sessions))
+        for session, _ in self._sessions.values():
+            self._kill(session, ExitReason.INTERRUPTED, "the daemon is shutting down")
+        runners = [runner for _, runner in self._sessions.values()]
+        await asyncio.gather(*runners, return_exceptions=True)
+        # Closing attempts must not be lost to a cancellation of the daemon's main task.
+        await asyncio.shield(self.reap_finished())
+        if runners:
+            log.info("workers_stopped", count=len(runners))
+
+    # -- helpers ------------------------------------------------------------------------
+
+    async def _start_worker(self, claimed: ClaimedTask) -> None:
+        task = claimed.task
+        try:
+            session = await self._launcher.launch(claimed)
+        except (ProcessError, SwarmdError, OSError) as exc:
+            log.error("worker_spawn_failed", task=task.ref, error=str(exc))
+            await self._apply_verdict(
+                claimed.attempt.token,
+                task.ref,
+                Verdict(ExitReason.ERROR, f"the worker could not start: {exc}", {}),
+            )
+            return
+        assert session.proc is not None
+        identity = session.proc.identity
+        await self._store.record_spawn(
+            claimed.attempt.token, pid=identity.pid, pid_create_time=identity.create_time
+        )
+        self._gate.note_spawn()
+        runner = asyncio.create_task(session.run(), name=f"worker-{task.ref}")
+        runner.add_done_callback(lambda _: self._wakeup.set())
+        self._sessions[claimed.attempt.token] = (session, runner)
+        log.info(
+            "worker_started",
+            task=task.ref,
+            attempt=claimed.attempt.number,
+            agent=task.agent,
+            pid=identity.pid,
+        )
+
+    def _kill(self, session: WorkerSession, reason: ExitReason, detail: str) -> None:
+        log.warning("worker_killing", task=session.ref, reason=reason.value, detail=detail)
+        session.request_kill(reason, detail)
+
+    def _report_gate(self, decision: GateDecision) -> None:
+        held = not decision.allowed
+        if held and not self._gate_held:
+            log.warning("gate_held", reason=decision.reason)
+            self._hooks.gate_held(decision)
+        elif not held and self._gate_held:
+            log.info("gate_released")
+        self._gate_held = held
+
+    async def _close_attempt(self, session: WorkerSession, verdict: Verdict) -> None:
+        task, attempt = session.claimed.task, session.claimed.attempt
+        details = verdict.details
+        log.info(
+            "attempt_finished",
+            task=task.ref,
+            attempt=attempt.number,
+            agent=task.agent,
+            model=details.get("model"),
+            duration_s=round(session.age(), 3),
+            exit_reason=verdict.reason.value,
+            error=verdict.error,
+            tokens=details.get("usage"),
+            pid=session.proc.pid if session.proc else None,
+        )
+        await self._apply_verdict(attempt.token, task.ref, verdict)
+
+    async def _apply_verdict(self, token: str, ref: str, verdict: Verdict) -> None:
+        store = self._store
+        try:
+            if verdict.reason is ExitReason.OK:
+                outcome = await store.complete_attempt(
+                    token, result=verdict.details, new_tasks=verdict.new_tasks
+                )
+            elif verdict.reason in (ExitReason.INTERRUPTED, ExitReason.CANCELLED):
+                outcome = await store.interrupt_attempt(
+                    token, reason=verdict.reason, error=verdict.error or ""
+                )
+            else:
+                outcome = await store.fail_attempt(
+                    token,
+                    reason=verdict.reason,
+                    error=verdict.error or verdict.reason.value,
+                    result=verdict.details,
+                    retryable=verdict.retryable,
+                )
+        except StaleAttemptError:
+            # Cancelled or retried while it ran: its result no longer counts, but the
+            # attempt itself is still closed.
+            log.info("attempt_result_refused", task=ref, reason="stale token")
+            with contextlib.suppress(SwarmdError):
+                await store.interrupt_attempt(token, reason=ExitReason.CANCELLED, error="stale")
+            self._new_work = True
+            return
+        self._new_work = True
+        await self._after_outcome(outcome)
+
+    async def _after_outcome(self, outcome: TaskOutcome) -> None:
+        task = outcome.task
+        retry_at = task.retry_at if task.state is TaskState.FAILED else None
+        if retry_at is not None and (self._next_retry_at is None or retry_at < self._next_retry_at):
+            self._next_retry_at = retry_at
+        if outcome.ticket_state is not None and outcome.ticket_state.is_terminal:
+            log.info("ticket_finished", ticket=task.ticket_id, state=outcome.ticket_state.value)
+            await self._hooks.ticket_finished(task.ticket_id, outcome.ticket_state)
+            if task.ticket_id == self._config.only_ticket:
+                self.finished_state = outcome.ticket_state
+                self._stop.set()
+
+    async def _check_only_ticket(self) -> None:
+        if self._config.only_ticket is None:
+            return
+        ticket = await self._store.get_ticket(self._config.only_ticket)
+        if ticket.state.is_terminal:
+            self.finished_state = ticket.state
+            self._stop.set()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The live state for ``swarmd status``: workers and the gate."""
+        workers = []
+        for session, _ in self._sessions.values():
+            proc = session.proc
+            workers.append(
+                {
+                    "task": session.ref,
+                    "attempt": session.claimed.attempt.number,
+                    "agent": session.claimed.task.agent,
+                    "pid": proc.pid if proc else None,
+                    "age_s": round(session.age(), 1),
+                    "rss_bytes": proc.tree_rss_bytes() if proc else 0,
+                    "cpu_percent": round(proc.tree_cpu_percent(), 1) if proc else 0.0,
+                    "heartbeat_age_s": round(session.silence(), 1),
+                    "stopping": session.kill_reason.value if session.kill_reason else None,
+                }
+            )
+        last = self._gate.last_decision
+        return {
+            "pid": os.getpid(),
+            "workers": workers,
+            "gate": {
+                "allowed": last.allowed if last else True,
+                "reason": last.reason if last else None,
+            },
+        }

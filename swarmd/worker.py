@@ -1,0 +1,130 @@
+"""The worker: runs inside the child process, one attempt of one task, and reports back.
+
+Started by the supervisor as ``python -m swarmd.worker --parent PID --channel-fd N``. It arms
+the parent-death shim before anything else, reads its job from the channel, heartbeats while
+the agent works, packages the outputs, and sends one result. It never opens the database.
+
+Imports stay lean: every task pays this module's start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import traceback
+from pathlib import Path
+
+from swarmd.agents.spec import AgentKind
+from swarmd.channel import Channel, ChannelClosed, WorkerCalls
+from swarmd.job import AgentResult, Job
+from swarmd.shim import arm_parent_death
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="swarmd.worker")
+    parser.add_argument("--parent", type=int, required=True)
+    parser.add_argument("--channel-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    arm_parent_death(args.parent)
+    return asyncio.run(serve(args.channel_fd))
+
+
+async def serve(channel_fd: int) -> int:
+    channel = await Channel.from_socket(socket.socket(fileno=channel_fd))
+    try:
+        message = await channel.receive()
+    except ChannelClosed:
+        return 3
+    job = Job.from_dict(message["job"])
+    calls = WorkerCalls(channel)
+    replies = asyncio.create_task(calls.route_replies(), name="route-replies")
+    beats = asyncio.create_task(send_heartbeats(channel, job.heartbeat_seconds), name="heartbeat")
+    job_task = asyncio.create_task(run_job(job, calls), name="job")
+    # SIGTERM (from the daemon, to the whole group) stops the agent, which passes it on to
+    # its own children and waits for them: a stubborn agent is then the group's SIGKILL's.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, job_task.cancel)
+    try:
+        result = await job_task
+        await channel.send(result.to_message())
+    except asyncio.CancelledError:
+        return 128 + signal.SIGTERM
+    except ChannelClosed:
+        return 3
+    finally:
+        beats.cancel()
+        replies.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beats
+        with contextlib.suppress(asyncio.CancelledError):
+            await replies
+        await channel.close()
+    return 0
+
+
+async def send_heartbeats(channel: Channel, interval: float) -> None:
+    while True:
+        await channel.send({"type": "heartbeat"})
+        await asyncio.sleep(interval)
+
+
+async def run_job(job: Job, calls: WorkerCalls) -> AgentResult:
+    """Prepare the workspace, run the agent, package its outputs; never raise."""
+    try:
+        result = await run_agent(job, calls)
+        if result.ok:
+            archive = await asyncio.to_thread(package_outputs, job, result.details)
+            result = AgentResult(ok=True, details={**result.details, "archive": archive})
+        return result
+    except Exception as exc:
+        # The traceback goes to the attempt's log file; the result carries one sentence.
+        traceback.print_exc()
+        sys.stdout.flush()
+        return AgentResult(ok=False, error=f"{type(exc).__name__}: {exc}")
+
+
+async def run_agent(job: Job, calls: WorkerCalls) -> AgentResult:
+    from swarmd.outputs import prepare_workspace
+
+    workspace = Path(job.workspace)
+    prepare_workspace(workspace, [(name, Path(path)) for name, path in job.inputs])
+    kind = job.agent.kind
+    if kind is AgentKind.ECHO:
+        from swarmd.agents.echo import run_echo
+
+        return run_echo(job)
+    if kind is AgentKind.COMMAND:
+        from swarmd.agents.command import run_command
+
+        return await run_command(job, dict(os.environ))
+    if kind is AgentKind.LLM:
+        from swarmd.agents.llm import run_llm
+
+        return await run_llm(job, calls)
+    if kind is AgentKind.PLANNER:
+        from swarmd.agents.planner import run_planner
+
+        return await run_planner(job, calls)
+    if kind is AgentKind.VERIFY:
+        from swarmd.agents.verify import run_verify
+
+        return await run_verify(job, calls, dict(os.environ))
+    return AgentResult(ok=False, error=f"unknown agent kind {kind!r}", retryable=False)
+
+
+def package_outputs(job: Job, details: dict[str, object]) -> dict[str, object]:
+    from swarmd.outputs import write_task_archive
+
+    manifest = {**job.manifest, **{k: v for k, v in details.items() if k in _MANIFEST_KEYS}}
+    info = write_task_archive(Path(job.workspace), Path(job.archive_path), manifest=manifest)
+    return {"path": str(info.path), "files": info.file_count, "bytes": info.total_bytes}
+
+
+_MANIFEST_KEYS = frozenset({"model", "tries", "usage", "cost_usd", "latency_s", "refused"})
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""The daemon's side of one worker: spawn it, hand it its job, serve its calls, stop it.
+
+A ``WorkerSession`` lives exactly as long as its process. Its ``run()`` is one named asyncio
+task owned by the supervisor; it returns once the process (and its whole group) is gone and
+the channel is drained, leaving the facts the supervisor needs to close the attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from swarmd.agents.spec import AgentKind
+from swarmd.channel import Channel, ChannelClosed
+from swarmd.errors import TicketError
+from swarmd.job import Job
+from swarmd.models import ClaimedTask, ExitReason, TaskSpec
+from swarmd.procs import SpawnedProcess, describe_exit, spawn_process_group, terminate_group
+from swarmd.tickets import parse_tasks
+
+CallHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
+"""Answers a worker's ``call`` (method, args) -> value; raising sends the error back."""
+
+_DRAIN_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """How an attempt ended, decided from what the session saw."""
+
+    reason: ExitReason
+    error: str | None
+    details: dict[str, Any]
+    retryable: bool = True
+    new_tasks: tuple[TaskSpec, ...] = ()  # a planner's graph, inserted as the attempt closes
+
+
+class WorkerSession:
+    """One worker process running one attempt."""
+
+    def __init__(
+        self,
+        claimed: ClaimedTask,
+        job: Job,
+        *,
+        answer_call: CallHandler,
+        grace_seconds: float,
+        skip_grace: asyncio.Event,
+        log_path: Path,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.claimed = claimed
+        self.job = job
+        self.log_path = log_path
+        self._answer_call = answer_call
+        self._grace = grace_seconds
+        self._skip_grace = skip_grace
+        self._clock = clock
+        self.proc: SpawnedProcess | None = None
+        self.started_at = clock()
+        self.last_heartbeat = self.started_at
+        self.result: dict[str, Any] | None = None
+        self.kill_reason: ExitReason | None = None
+        self.kill_detail: str | None = None
+        self.returncode: int | None = None
+        self._kill_requested = asyncio.Event()
+        self._channel: Channel | None = None
+        self._calls: set[asyncio.Task[None]] = set()
+
+    @property
+    def token(self) -> str:
+        return self.claimed.attempt.token
+
+    @property
+    def ref(self) -> str:
+        return self.claimed.task.ref
+
+    async def start(self, env: Mapping[str, str]) -> SpawnedProcess:
+        """Spawn the worker process with its end of the channel, and send the job."""
+        parent_sock, child_sock = socket.socketpair()
+        try:
+            argv = [
+                sys.executable,
+                "-m",
+                "swarmd.worker",
+                "--parent",
+                str(os.getpid()),
+                "--channel-fd",
+                str(child_sock.fileno()),
+            ]
+            Path(self.job.workspace).mkdir(parents=True, exist_ok=True)
+            self.proc = await spawn_process_group(
+                argv,
+                cwd=Path(self.job.workspace),
+                env=env,
+                stdout_path=self.log_path,
+                pass_fds=[child_sock.fileno()],
+            )
+        except BaseException:
+            parent_sock.close()
+            raise
+        finally:
+            child_sock.close()
+        self._channel = await Channel.from_socket(parent_sock)
+        await self._channel.send({"type": "job", "job": self.job.to_dict()})
+        return self.proc
+
+    def request_kill(self, reason: ExitReason, detail: str | None = None) -> None:
+        """Ask ``run()`` to stop the worker: SIGTERM to its group, the grace, then SIGKILL."""
+        if self.kill_reason is None:
+            self.kill_reason = reason
+            self.kill_detail = detail
+        self._kill_requested.set()
+
+    def age(self) -> float:
+        return self._clock() - self.started_at
+
+    def silence(self) -> float:
+        return self._clock() - self.last_heartbeat
+
+    async def run(self) -> None:
+        """Serve the worker until its process exits, then make sure its group is gone."""
+        assert self.proc is not None and self._channel is not None
+        proc = self.proc
+        reader = asyncio.create_task(self._serve_channel(), name=f"channel-{self.ref}")
+        killer = asyncio.create_task(self._kill_when_asked(), name=f"killer-{self.ref}")
+        try:
+            self.returncode = await proc.wait()
+        finally:
+            killer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await killer
+            # The worker may have exited leaving children in its group: they go too.
+            proc.signal_group(signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_DRAIN_SECONDS):
+                    await asyncio.shield(reader)
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            for call in list(self._calls):
+                call.cancel()
+            await asyncio.gather(*self._calls, return_exceptions=True)
+            await self._channel.close()
+
+    async def _kill_when_asked(self) -> None:
+        assert self.proc is not None
+        await self._kill_requested.wait()
+        await terminate_group(self.proc, grace=self._grace, skip_grace=self._skip_grace)
+
+    async def _serve_channel(self) -> None:
+        assert self._channel is not None
+        channel = self._channel
+        try:
+            while True:
+                message = await channel.receive()
+                kind = message.get("type")
+                if kind == "heartbeat":
+                    self.last_heartbeat = self._clock()
+                elif kind == "result":
+                    self.last_heartbeat = self._clock()
+                    self.result = message
+                elif kind == "call":
+                    call = asyncio.create_task(
+                        self._answer(channel, message), name=f"call-{self.ref}"
+                    )
+                    self._calls.add(call)
+                    call.add_done_callback(self._calls.discard)
+        except (ChannelClosed, ValueError):
+            return
+
+    async def _answer(self, channel: Channel, message: dict[str, Any]) -> None:
+        reply: dict[str, Any] = {"type": "reply", "id": message.get("id")}
+        try:
+            reply["value"] = await self._answer_call(
+                str(message.get("method")), dict(message.get("args") or {})
+            )
+        except Exception as exc:
+            reply["error"] = str(exc) or type(exc).__name__
+        with contextlib.suppress(ChannelClosed):
+            await channel.send(reply)
+
+    def verdict(self) -> Verdict:
+        """Decide how the attempt ended from the result, the kill reason and the exit."""
+        result = self.result or {}
+        details = dict(result.get("result") or {})
+        if result.get("ok") and self.returncode == 0:
+            if self.job.agent.kind is AgentKind.PLANNER:
+                return self._planner_verdict(details)
+            return Verdict(ExitReason.OK, None, details)
+        if self.kill_reason is not None:
+            message = self.kill_detail or self.kill_reason.value
+            return Verdict(self.kill_reason, message, details)
+        if result:
+            return Verdict(
+                ExitReason.ERROR,
+                str(result.get("error") or "the agent failed"),
+                details,
+                retryable=bool(result.get("retryable", True)),
+            )
+        code = self.returncode if self.returncode is not None else -1
+        reason = ExitReason.SIGNAL if code < 0 else ExitReason.EXIT_CODE
+        return Verdict(reason, f"the worker died with {describe_exit(code)}", details)
+
+    def _planner_verdict(self, details: dict[str, Any]) -> Verdict:
+        """The worker validated its plan; the daemon checks it again before trusting it."""
+        try:
+            tasks = parse_tasks(
+                details.get("plan"), existing=(self.job.task,), source="the planner's task graph"
+            )
+        except TicketError as exc:
+            return Verdict(ExitReason.ERROR, str(exc), details, retryable=False)
+        return Verdict(ExitReason.OK, None, details, new_tasks=tasks)
