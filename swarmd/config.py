@@ -9,8 +9,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from swarmd.errors import ConfigError
@@ -108,6 +116,19 @@ class Settings(BaseSettings):
             provider, _, model = name.partition("/")
             if not provider or not model:
                 raise ValueError(f"model {name!r} must be named provider/model")
+        return value
+
+    @field_validator("openai_base_url", "anthropic_base_url", "minimax_base_url", "ollama_host")
+    @classmethod
+    def _check_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        scheme = urlsplit(value).scheme
+        # OLLAMA_HOST may be a bare host:port, as Ollama itself accepts.
+        if info.field_name == "ollama_host" and "://" not in value:
+            return value
+        if scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
         return value
 
     @field_validator("log_level")

@@ -56,6 +56,15 @@ def provider_config_from_job(llm: dict[str, Any]) -> ProviderConfig:
     )
 
 
+def needs_tls(config: ProviderConfig, chain: tuple[str, ...]) -> bool:
+    """Whether any endpoint the chain can reach speaks https (or is unknown)."""
+    for model in chain:
+        endpoint = config.endpoints.get(config.provider_name(model))
+        if endpoint is not None and not endpoint.base_url.startswith("http://"):
+            return True
+    return False
+
+
 def build_prompt(job: Job) -> str:
     """The task prompt, then the text of the files the needed tasks produced, capped."""
     prompt = job.prompt or ""
@@ -104,10 +113,11 @@ async def ask_models(
         system=system or job.agent.system_prompt,
         max_tokens=job.agent.max_tokens,
     )
-    async with create_http_client() as client:
+    config = provider_config_from_job(llm)
+    async with create_http_client(tls=needs_tls(config, job.model_chain)) as client:
         router = Router(
             client,
-            provider_config_from_job(llm),
+            config,
             ChannelBroker(calls),
             fallback_on_rate_limit=bool(llm.get("fallback_on_rate_limit", True)),
             timeouts=RequestTimeouts(connect=10.0, read=total, total=total),
