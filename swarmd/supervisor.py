@@ -295,13 +295,14 @@ class Supervisor:
         session.request_kill(reason, detail)
 
     def _report_gate(self, decision: GateDecision) -> None:
-        held = not decision.allowed
-        if held and not self._gate_held:
-            log.warning("gate_held", reason=decision.reason)
-            self._hooks.gate_held(decision)
-        elif not held and self._gate_held:
+        """Say once when the gate starts holding, changes its reason, or opens again."""
+        changed = self._gate.hold_changed()
+        if changed is not None and changed.allowed:
             log.info("gate_released")
-        self._gate_held = held
+        elif changed is not None:
+            log.warning("gate_held", reason=changed.reason)
+            self._hooks.gate_held(changed)
+        self._gate_held = not decision.allowed
 
     async def _close_attempt(self, session: WorkerSession, verdict: Verdict) -> None:
         task, attempt = session.claimed.task, session.claimed.attempt

@@ -1,0 +1,524 @@
+"""Dispatch speed: a real ``swarmd run`` against ``xargs -P``, and what an idle daemon costs.
+
+    python bench/dispatch.py [--tasks 200] [--concurrency 10] [--latency-samples 40]
+                             [--idle-seconds 30]
+
+In one run, against one daemon on a temporary home:
+
+* throughput: one ticket of ``--tasks`` independent ``sleep 0.2`` command tasks at
+  ``--concurrency`` workers, from the ticket's ``created_at`` to its ``finished_at`` (both
+  written by the database), against ``xargs -P`` running the same ``sleep 0.2`` commands.
+  Target: swarmd at most 1.25x the time of xargs.
+* submit-to-start latency on an idle daemon: single-task tickets submitted one at a time,
+  each waited for. Measured to the claim (the attempt's ``started_at``), to the worker's
+  process creation (its ``create_time``, the target's measure: p50 at most 100 ms) and to the
+  moment the task's own command runs (which adds the worker's start-up).
+* the idle daemon's CPU (``cpu_times`` delta) and RSS over ``--idle-seconds``;
+* one worker's RSS while its command runs.
+
+The spawn gate is switched off (``SWARMD_MIN_FREE_MEMORY_MB=0``, ``SWARMD_MAX_LOAD=1000``,
+``SWARMD_SPAWN_SETTLE_SECONDS=0``) so that only dispatch is measured, not the host's load,
+and ``PYTHONDONTWRITEBYTECODE`` is dropped from the daemon's environment so that workers
+start from cached bytecode, as an installed package does. The CPU the daemon and its
+workers spend per task is reported beside the times: on a small host it is what bounds the
+throughput. Prints a table and writes ``bench/results/dispatch.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+
+from swarmd import __version__
+from swarmd.launcher import HomeLayout
+from swarmd.models import Attempt, TaskSpec, TicketSpec
+from swarmd.progress import follow_ticket
+from swarmd.store import Store
+
+TARGET_RATIO = 1.25
+TARGET_P50_MS = 100.0
+SLEEP_SECONDS = "0.2"
+GATE_OFF = {
+    "SWARMD_MIN_FREE_MEMORY_MB": "0",
+    "SWARMD_MAX_LOAD": "1000",
+    "SWARMD_SPAWN_SETTLE_SECONDS": "0",
+}
+T = TypeVar("T")
+PROVIDER_VARIABLES = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "MINIMAX_API_KEY", "NOTIFY_SOCKET")
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One single-task ticket: seconds from its submission to each milestone."""
+
+    claimed: float
+    spawned: float
+    command_started: float
+
+
+class BenchDaemon:
+    """``swarmd run`` as a child process, with its stderr kept in a file."""
+
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        self.home = home
+        self.db_path = home / "swarmd.db"
+        self.env = env
+        self.stderr_path = home / "daemon.stderr"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> psutil.Process:
+        self.home.mkdir(parents=True, exist_ok=True)
+        with self.stderr_path.open("wb") as stderr:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "swarmd", "run"],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+        self.proc = proc
+        poll_until(lambda: proc.poll() is not None or self.ready())
+        if proc.poll() is not None:
+            raise SystemExit(f"the daemon exited: {self.stderr_path.read_text()}")
+        return psutil.Process(proc.pid)
+
+    def is_alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ready(self) -> bool:
+        log = self.home / "logs" / "swarmd.jsonl"
+        return log.exists() and '"supervisor_ready"' in log.read_text()
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def poll_until(condition: Callable[[], T | None], timeout: float = 60.0) -> T:
+    """Call ``condition`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"gave up after {timeout:g} s waiting for the daemon")
+        time.sleep(0.02)
+    return value
+
+
+async def submit(db_path: Path, spec: TicketSpec) -> int:
+    async with await Store.open(db_path) as store:
+        return (await store.submit_ticket(spec)).ticket_id
+
+
+async def finished_ticket_attempts(
+    daemon: BenchDaemon, ticket_id: int
+) -> tuple[float, list[Attempt]]:
+    """Wait for the ticket to finish; its wall time (database timestamps) and its attempts."""
+    db_path = daemon.db_path
+    died = asyncio.Event()
+
+    async def watch_daemon() -> None:
+        # The daemon is not a child of this event loop: only polling sees it die.
+        while daemon.is_alive():  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+        died.set()
+
+    watcher = asyncio.create_task(watch_daemon(), name="watch-daemon")
+    try:
+        ticket = await follow_ticket(db_path, ticket_id, interval=0.02, stop=died)
+    finally:
+        watcher.cancel()
+    if died.is_set() and not ticket.state.is_terminal:
+        tail = daemon.stderr_path.read_text().splitlines()[-5:]
+        raise SystemExit("the daemon died:\n" + "\n".join(tail))
+    if ticket.state.value != "succeeded":
+        raise SystemExit(f"ticket {ticket_id} ended {ticket.state.value}")
+    assert ticket.finished_at is not None
+    async with await Store.open(db_path) as store:
+        attempts = [
+            a for t in await store.list_tasks(ticket_id) for a in await store.list_attempts(t.id)
+        ]
+    return ticket.finished_at - ticket.created_at, attempts
+
+
+def command_ticket(title: str, count: int, command: Sequence[str]) -> TicketSpec:
+    return TicketSpec(
+        title=title,
+        agent="command",
+        tasks=tuple(TaskSpec(name=f"t{i:03d}", command=tuple(command)) for i in range(count)),
+    )
+
+
+def peak_concurrency(attempts: Sequence[Attempt]) -> int:
+    edges = sorted(
+        [(a.started_at, 1) for a in attempts] + [(a.ended_at or a.started_at, -1) for a in attempts]
+    )
+    running = peak = 0
+    for _, delta in edges:
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+def time_swarmd(daemon: BenchDaemon, process: psutil.Process, tasks: int) -> dict[str, Any]:
+    spec = command_ticket("throughput", tasks, ["sleep", SLEEP_SECONDS])
+
+    async def run() -> tuple[float, list[Attempt]]:
+        ticket_id = await submit(daemon.db_path, spec)
+        return await finished_ticket_attempts(daemon, ticket_id)
+
+    before = process.cpu_times()
+    seconds, attempts = asyncio.run(run())
+    after = process.cpu_times()
+    durations = [(a.ended_at or a.started_at) - a.started_at for a in attempts]
+    # The workers are the daemon's children and it reaps them, so their CPU (and their
+    # commands', which they reap) lands in the daemon's children_* times.
+    daemon_cpu = (after.user - before.user) + (after.system - before.system)
+    worker_cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
+    return {
+        "seconds": seconds,
+        "attempts": len(attempts),
+        "peak_concurrency": peak_concurrency(attempts),
+        "attempt_mean_seconds": statistics.mean(durations),
+        "attempt_p99_seconds": quantile(durations, 0.99),
+        "daemon_cpu_ms_per_task": 1000 * daemon_cpu / len(attempts),
+        "worker_cpu_ms_per_task": 1000 * worker_cpu / len(attempts),
+    }
+
+
+def time_xargs(tasks: int, concurrency: int) -> dict[str, float]:
+    stdin = (SLEEP_SECONDS + "\n") * tasks
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(
+        ["xargs", "-P", str(concurrency), "-n", "1", "sleep"],
+        input=stdin.encode(),
+        check=True,
+    )
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"seconds": seconds, "cpu_ms_per_task": 1000 * cpu / tasks}
+
+
+def create_time_offset() -> float:
+    """How far psutil's ``create_time`` runs ahead of ``time.time()`` on this host.
+
+    psutil adds a process's start (in clock ticks since boot) to the boot time, which
+    ``/proc/stat`` gives in whole seconds: its timestamps can be off by up to a second
+    against the wall clock. Timing processes we start ourselves measures the offset.
+    """
+    offsets = []
+    for _ in range(7):
+        before = time.time()
+        proc = subprocess.Popen(["sleep", "0.05"])
+        after = time.time()
+        offsets.append(psutil.Process(proc.pid).create_time() - (before + after) / 2)
+        proc.wait()
+    return statistics.median(offsets)
+
+
+def measure_latencies(daemon: BenchDaemon, samples: int, clock_offset: float) -> list[Latency]:
+    """Single-task tickets, one at a time, each waited for, on an otherwise idle daemon."""
+    db_path = daemon.db_path
+    layout = HomeLayout(daemon.home)
+    mark = ["sh", "-c", "date +%s.%N > started_at"]
+
+    async def one() -> Latency:
+        ticket_id = await submit(db_path, command_ticket("latency", 1, mark))
+        async with await Store.open(db_path) as store:
+            created = (await store.get_ticket(ticket_id)).created_at
+        _, [attempt] = await finished_ticket_attempts(daemon, ticket_id)
+        assert attempt.pid_create_time is not None
+        started = float((layout.workspace(ticket_id, "t000") / "started_at").read_text())
+        return Latency(
+            claimed=attempt.started_at - created,
+            spawned=attempt.pid_create_time - clock_offset - created,
+            command_started=started - created,
+        )
+
+    rng = random.Random(7)
+    results = []
+    for _ in range(samples):
+        results.append(asyncio.run(one()))
+        # Let the daemon finish the ticket's delivery archive, so each submission meets a
+        # daemon with nothing to do; the random part keeps the submissions from locking
+        # into one phase of the daemon's new-work poll, which would bias every sample.
+        time.sleep(0.1 + rng.uniform(0, 0.1))
+    return results
+
+
+def measure_idle(daemon: psutil.Process, seconds: float) -> dict[str, float]:
+    before = daemon.cpu_times()
+    rss_samples = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        rss_samples.append(daemon.memory_info().rss)
+        time.sleep(1.0)
+    after = daemon.cpu_times()
+    cpu = (after.user - before.user) + (after.system - before.system)
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "cpu_percent": 100 * cpu / seconds,
+        "rss_bytes": rss_samples[-1],
+        "rss_max_bytes": max(rss_samples),
+        "uss_bytes": daemon.memory_full_info().uss,
+    }
+
+
+def measure_worker_rss(daemon: BenchDaemon) -> dict[str, int]:
+    """Start a worker whose command sleeps, and sample it once its command is running."""
+    db_path = daemon.db_path
+    ticket_id = asyncio.run(submit(db_path, command_ticket("rss", 1, ["sleep", "5"])))
+
+    async def running_pid() -> int | None:
+        async with await Store.open(db_path) as store:
+            for task, attempt in await store.running_attempts():
+                if task.ticket_id == ticket_id and attempt.pid is not None:
+                    return attempt.pid
+        return None
+
+    worker = psutil.Process(poll_until(lambda: asyncio.run(running_pid())))
+    poll_until(lambda: bool(worker.children()))
+    time.sleep(0.5)  # let the worker settle after starting its command
+    child = worker.children()[0]
+    sample = {
+        "worker_rss_bytes": worker.memory_info().rss,
+        "worker_uss_bytes": worker.memory_full_info().uss,
+        "command_rss_bytes": child.memory_info().rss,
+    }
+    asyncio.run(finished_ticket_attempts(daemon, ticket_id))
+    return sample
+
+
+def startup_seconds(argv: Sequence[str], *, env: dict[str, str], runs: int = 5) -> float:
+    """Median wall time of a short command, for the worker's start-up share."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(
+            argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def milliseconds(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(1000 * quantile(values, 0.50), 1),
+        "p99_ms": round(1000 * quantile(values, 0.99), 1),
+        "max_ms": round(1000 * max(values), 1),
+    }
+
+
+def bench_env(home: Path, concurrency: int) -> dict[str, str]:
+    # Without bytecode caching every worker would compile the modules that have no .pyc
+    # yet (about 14 ms of CPU each here); an installed package always has them.
+    dropped = (*PROVIDER_VARIABLES, "PYTHONDONTWRITEBYTECODE")
+    env = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("SWARMD_")}
+    env.update(GATE_OFF, SWARMD_HOME=str(home), SWARMD_MAX_CONCURRENT_WORKERS=str(concurrency))
+    return env
+
+
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    """Every measurement, against one daemon on a temporary home; raw numbers."""
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="swarmd-bench-") as scratch:
+        home = Path(scratch) / "home"
+        daemon = BenchDaemon(home, bench_env(home, args.concurrency))
+        process = daemon.start()
+        try:
+            print(f"latency: {args.latency_samples} single-task tickets ...", flush=True)
+            offset = create_time_offset()
+            measure_latencies(daemon, 2, offset)  # warm the page cache for the worker's imports
+            latencies = measure_latencies(daemon, args.latency_samples, offset)
+            print(f"throughput: {args.tasks} x sleep {SLEEP_SECONDS} ...", flush=True)
+            xargs_run = time_xargs(args.tasks, args.concurrency)
+            swarmd_run = time_swarmd(daemon, process, args.tasks)
+            print("worker rss ...", flush=True)
+            worker = measure_worker_rss(daemon)
+            print(f"idle daemon: {args.idle_seconds:g} s ...", flush=True)
+            idle = measure_idle(process, args.idle_seconds)
+        finally:
+            exit_code = daemon.stop()
+        tracebacks = daemon.stderr_path.read_text().count("Traceback")
+    return {
+        "swarmd": swarmd_run,
+        "xargs": xargs_run,
+        "create_time_offset": offset,
+        "latencies": latencies,
+        "worker": worker,
+        "idle": idle,
+        "exit_code": exit_code,
+        "tracebacks": tracebacks,
+        "load": (load_before, os.getloadavg()[0]),
+        "python_startup": startup_seconds([sys.executable, "-c", "pass"], env=daemon.env),
+        "worker_startup": startup_seconds(
+            [sys.executable, "-m", "swarmd.worker", "--help"], env=daemon.env
+        ),
+    }
+
+
+def summarise(args: argparse.Namespace, raw: dict[str, Any]) -> dict[str, Any]:
+    """The figures written to ``dispatch.json``."""
+    swarmd_run, xargs_run, latencies = raw["swarmd"], raw["xargs"], raw["latencies"]
+    ratio = swarmd_run["seconds"] / xargs_run["seconds"]
+    spawned = milliseconds([s.spawned for s in latencies])
+    return {
+        "swarmd_version": __version__,
+        "tasks": args.tasks,
+        "concurrency": args.concurrency,
+        "gate": GATE_OFF,
+        "ideal_seconds": args.tasks / args.concurrency * float(SLEEP_SECONDS),
+        "swarmd_seconds": round(swarmd_run["seconds"], 3),
+        "xargs_seconds": round(xargs_run["seconds"], 3),
+        "ratio": round(ratio, 3),
+        "target_ratio": TARGET_RATIO,
+        "meets_ratio_target": ratio <= TARGET_RATIO,
+        "swarmd_peak_concurrency": swarmd_run["peak_concurrency"],
+        "swarmd_attempt_mean_seconds": round(swarmd_run["attempt_mean_seconds"], 3),
+        "swarmd_attempt_p99_seconds": round(swarmd_run["attempt_p99_seconds"], 3),
+        "swarmd_daemon_cpu_ms_per_task": round(swarmd_run["daemon_cpu_ms_per_task"], 1),
+        "swarmd_worker_cpu_ms_per_task": round(swarmd_run["worker_cpu_ms_per_task"], 1),
+        "xargs_cpu_ms_per_task": round(xargs_run["cpu_ms_per_task"], 1),
+        "latency_samples": len(latencies),
+        "create_time_offset_seconds": round(raw["create_time_offset"], 3),
+        "submit_to_claim": milliseconds([s.claimed for s in latencies]),
+        "submit_to_worker_process": spawned,
+        "submit_to_command_running": milliseconds([s.command_started for s in latencies]),
+        "target_p50_ms": TARGET_P50_MS,
+        "meets_latency_target": spawned["p50_ms"] <= TARGET_P50_MS,
+        "idle": {k: round(v, 4) for k, v in raw["idle"].items()},
+        "worker": raw["worker"],
+        "python_startup_seconds": round(raw["python_startup"], 3),
+        "worker_startup_seconds": round(raw["worker_startup"], 3),
+        "daemon_exit_code": raw["exit_code"],
+        "daemon_tracebacks": raw["tracebacks"],
+        "load_1m_before_after": [round(load, 2) for load in raw["load"]],
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+    }
+
+
+def table_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
+    def ms(block: dict[str, float]) -> str:
+        return f"p50 {block['p50_ms']:.0f} ms, p99 {block['p99_ms']:.0f} ms"
+
+    mib = 2**20
+    idle, worker = results["idle"], results["worker"]
+    return [
+        (
+            "tasks",
+            f"{results['tasks']} x sleep {SLEEP_SECONDS} at concurrency {results['concurrency']}",
+        ),
+        ("ideal", f"{results['ideal_seconds']:.2f} s"),
+        ("xargs -P", f"{results['xargs_seconds']:.2f} s"),
+        ("swarmd (created -> finished)", f"{results['swarmd_seconds']:.2f} s"),
+        ("ratio", f"{results['ratio']:.2f}x (target <= {TARGET_RATIO}x)"),
+        ("swarmd peak concurrency", str(results["swarmd_peak_concurrency"])),
+        (
+            "swarmd attempt mean / p99",
+            f"{results['swarmd_attempt_mean_seconds']:.3f} s / "
+            f"{results['swarmd_attempt_p99_seconds']:.3f} s (the command sleeps "
+            f"{SLEEP_SECONDS} s)",
+        ),
+        (
+            "CPU per task: daemon / worker",
+            f"{results['swarmd_daemon_cpu_ms_per_task']:.0f} ms / "
+            f"{results['swarmd_worker_cpu_ms_per_task']:.0f} ms "
+            f"(xargs' sleep: {results['xargs_cpu_ms_per_task']:.1f} ms)",
+        ),
+        ("submit -> claim", ms(results["submit_to_claim"])),
+        (
+            "submit -> worker process",
+            ms(results["submit_to_worker_process"]) + f" (target p50 <= {TARGET_P50_MS:.0f} ms)",
+        ),
+        ("submit -> command running", ms(results["submit_to_command_running"])),
+        (
+            "idle daemon CPU",
+            f"{idle['cpu_seconds']:.3f} s over {idle['seconds']:g} s ({idle['cpu_percent']:.2f}%)",
+        ),
+        (
+            "idle daemon RSS / USS",
+            f"{idle['rss_bytes'] / mib:.1f} / {idle['uss_bytes'] / mib:.1f} MiB",
+        ),
+        (
+            "worker RSS / USS",
+            f"{worker['worker_rss_bytes'] / mib:.1f} / {worker['worker_uss_bytes'] / mib:.1f} "
+            f"MiB (its sleep: {worker['command_rss_bytes'] / mib:.1f} MiB)",
+        ),
+        ("start-up: python -c pass", f"{results['python_startup_seconds'] * 1000:.0f} ms"),
+        (
+            "start-up: swarmd.worker --help",
+            f"{results['worker_startup_seconds'] * 1000:.0f} ms",
+        ),
+        (
+            "load average before / after",
+            " / ".join(f"{load:.2f}" for load in results["load_1m_before_after"]),
+        ),
+        (
+            "daemon exit / tracebacks",
+            f"{results['daemon_exit_code']} / {results['daemon_tracebacks']}",
+        ),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--latency-samples", type=int, default=40)
+    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    if shutil.which("xargs") is None:
+        print("xargs is needed for the comparison", file=sys.stderr)
+        return 2
+
+    print("gate off for the bench: " + " ".join(f"{k}={v}" for k, v in GATE_OFF.items()))
+    print("bytecode caching on for the daemon and its workers (PYTHONDONTWRITEBYTECODE unset)")
+    results = summarise(args, run_all(args))
+    rows = table_rows(results)
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "dispatch.json").write_text(json.dumps(results, indent=2) + "\n")
+    met = results["meets_ratio_target"] and results["meets_latency_target"]
+    clean = results["daemon_exit_code"] == 0 and not results["daemon_tracebacks"]
+    return 0 if met and clean else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
