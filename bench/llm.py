@@ -30,9 +30,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# ``python bench/llm.py`` puts bench/ first on the path, where bench/queue.py would shadow the
-# standard library's queue; the repository root (for ``tests.support``) goes there instead.
-sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
+# The fake provider lives in ``tests.support``: put the repository root on the path.
+sys.path.insert(0, str(ROOT))
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402

@@ -197,7 +197,7 @@ async def gather_status(settings: Settings) -> dict[str, Any]:
     async with await Store.open(settings.db_path) as store:
         queue = await store.queue_depth()
         beat = await store.read_heartbeat()
-        stats = StoreStats(store._db)
+        stats = StoreStats(store.database)
         windows = await stats.attempt_windows(list(STATUS_WINDOWS.values()))
         usage = await stats.usage_since(start_of_day(now))
     daemon: dict[str, Any] = {"running": pid is not None, "pid": pid}

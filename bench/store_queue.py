@@ -1,0 +1,264 @@
+"""Queue benchmark: submit, claim latency by queue depth, and throughput against huey.
+
+    python bench/store_queue.py [--tasks 100000] [--per-ticket 10000] [--rounds 10]
+
+Prints a table and writes bench/results/queue.json. Steps:
+
+1. submit one 10,000-task ticket (timed), then more, to 100,000 queued tasks;
+2. claim latency: claim+complete in alternating blocks on that deep queue and on a second
+   database kept at 1,000-1,100 queued tasks, timing each claim;
+3. throughput: in alternating rounds, claim+complete a tenth of the deep queue, then
+   enqueue and dequeue as many tasks through huey's ``SqliteStorage``, the reference peer.
+
+Both comparisons alternate their two sides, because the machine is shared: whatever load
+comes and goes falls on both sides alike.
+
+Targets: claim p99 at ~100k queued within 2x of p99 at ~1k; our claim+complete throughput
+at least huey's enqueue+dequeue throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sqlite3
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from huey.storage import SqliteStorage
+
+from swarmd.models import TaskSpec, TicketSpec
+from swarmd.store import Store
+
+RESULTS = Path(__file__).resolve().parent / "results" / "queue.json"
+LATENCY_SAMPLES = 2000  # claims timed at each depth
+LATENCY_BLOCK = 100  # claims in a row on one database before switching to the other
+SHALLOW_DEPTH = 1000  # the shallow queue is refilled to stay between this and one block more
+PAYLOAD = b"x" * 64
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def wide_ticket(index: int, size: int) -> TicketSpec:
+    return TicketSpec(
+        title=f"bench {index}", tasks=tuple(TaskSpec(name=f"t{i}") for i in range(size))
+    )
+
+
+async def submit_wide(store: Store, total: int, per_ticket: int) -> tuple[float, float]:
+    """Submit ``total`` independent tasks; seconds for the first ticket and for all."""
+    started = time.perf_counter()
+    await store.submit_ticket(wide_ticket(0, min(per_ticket, total)))
+    first = time.perf_counter() - started
+    for index in range(1, -(-total // per_ticket)):
+        await store.submit_ticket(wide_ticket(index, min(per_ticket, total - index * per_ticket)))
+    return first, time.perf_counter() - started
+
+
+async def run_tasks(store: Store, count: int, claim_seconds: list[float] | None = None) -> None:
+    """Claim and complete ``count`` tasks, one after the other, timing each claim."""
+    for _ in range(count):
+        before = time.perf_counter()
+        claimed = await store.claim_ready_task()
+        if claim_seconds is not None:
+            claim_seconds.append(time.perf_counter() - before)
+        if claimed is None:
+            raise RuntimeError("the queue ran dry before the benchmark was done")
+        await store.complete_attempt(claimed.attempt.token)
+
+
+def run_huey(storage: SqliteStorage, count: int) -> tuple[float, float]:
+    """Enqueue then dequeue ``count`` tasks; seconds for each half."""
+    started = time.perf_counter()
+    for _ in range(count):
+        storage.enqueue(PAYLOAD)
+    enqueued = time.perf_counter()
+    for _ in range(count):
+        if storage.dequeue() is None:
+            raise RuntimeError("huey lost a task")
+    return enqueued - started, time.perf_counter() - enqueued
+
+
+@dataclass
+class Timings:
+    deep_claims: list[float] = field(default_factory=list)
+    shallow_claims: list[float] = field(default_factory=list)
+    ours_tasks: int = 0
+    ours_seconds: float = 0.0
+    huey_tasks: int = 0
+    huey_enqueue_seconds: float = 0.0
+    huey_dequeue_seconds: float = 0.0
+
+
+async def measure_latency(deep: Store, shallow: Store, timings: Timings) -> None:
+    refill = 0
+    while len(timings.deep_claims) < LATENCY_SAMPLES:
+        await run_tasks(deep, LATENCY_BLOCK, timings.deep_claims)
+        refill += 1
+        await shallow.submit_ticket(wide_ticket(refill, LATENCY_BLOCK))
+        await run_tasks(shallow, LATENCY_BLOCK, timings.shallow_claims)
+
+
+async def measure_throughput(
+    deep: Store, storage: SqliteStorage, remaining: int, rounds: int, timings: Timings
+) -> None:
+    per_round = remaining // rounds
+    for _ in range(rounds):
+        started = time.perf_counter()
+        await run_tasks(deep, per_round)
+        timings.ours_seconds += time.perf_counter() - started
+        timings.ours_tasks += per_round
+        enqueue_seconds, dequeue_seconds = run_huey(storage, per_round)
+        timings.huey_enqueue_seconds += enqueue_seconds
+        timings.huey_dequeue_seconds += dequeue_seconds
+        timings.huey_tasks += per_round
+
+
+async def round_trip_us(directory: Path, samples: int = 5000) -> float:
+    """What one statement costs in thread hand-offs alone: aiosqlite's ``SELECT 1``."""
+    async with aiosqlite.connect(directory / "probe.db") as conn:
+        started = time.perf_counter()
+        for _ in range(samples):
+            await conn.execute_fetchall("SELECT 1")
+        return (time.perf_counter() - started) / samples * 1e6
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "sqlite": sqlite3.sqlite_version,
+        "aiosqlite": aiosqlite.__version__,
+    }
+
+
+def summarize(
+    timings: Timings, total: int, per_ticket: int, submit: tuple[float, float]
+) -> dict[str, Any]:
+    def latency(samples: list[float], depth: list[int]) -> dict[str, Any]:
+        return {
+            "depth": depth,
+            "samples": len(samples),
+            "p50_us": percentile(samples, 0.50) * 1e6,
+            "p99_us": percentile(samples, 0.99) * 1e6,
+        }
+
+    ours_rate = timings.ours_tasks / timings.ours_seconds
+    huey_seconds = timings.huey_enqueue_seconds + timings.huey_dequeue_seconds
+    huey_rate = timings.huey_tasks / huey_seconds
+    deep = latency(timings.deep_claims, [total - LATENCY_SAMPLES, total])
+    shallow = latency(timings.shallow_claims, [SHALLOW_DEPTH, SHALLOW_DEPTH + LATENCY_BLOCK])
+    ratio = deep["p99_us"] / shallow["p99_us"]
+    return {
+        "swarmd": {
+            "submit_one_ticket_tasks": per_ticket,
+            "submit_one_ticket_s": submit[0],
+            "submit_total_tasks": total,
+            "submit_total_s": submit[1],
+            "claim_latency_deep": deep,
+            "claim_latency_shallow": shallow,
+            "claim_complete_tasks": timings.ours_tasks,
+            "claim_complete_s": timings.ours_seconds,
+            "claim_complete_per_s": ours_rate,
+        },
+        "huey": {
+            "tasks": timings.huey_tasks,
+            "enqueue_per_s": timings.huey_tasks / timings.huey_enqueue_seconds,
+            "dequeue_per_s": timings.huey_tasks / timings.huey_dequeue_seconds,
+            "tasks_per_s": huey_rate,
+            "settings": "SqliteStorage defaults: WAL, synchronous=FULL, BEGIN EXCLUSIVE dequeue",
+        },
+        "targets": {
+            "claim p99 deep within 2x of shallow": {"met": ratio <= 2.0, "detail": f"{ratio:.2f}x"},
+            "claim+complete at least huey": {
+                "met": ours_rate >= huey_rate,
+                "detail": f"{ours_rate / huey_rate:.2f}x huey",
+            },
+        },
+    }
+
+
+def print_table(report: dict[str, Any]) -> None:
+    ours, huey = report["swarmd"], report["huey"]
+    deep, shallow = ours["claim_latency_deep"], ours["claim_latency_shallow"]
+    rows = [
+        (
+            f"submit one {ours['submit_one_ticket_tasks']:,}-task ticket",
+            f"{ours['submit_one_ticket_s']:.3f} s",
+        ),
+        (
+            f"claim p50 / p99, {deep['depth'][0]:,}-{deep['depth'][1]:,} queued",
+            f"{deep['p50_us']:.0f} / {deep['p99_us']:.0f} us",
+        ),
+        (
+            f"claim p50 / p99, {shallow['depth'][0]:,}-{shallow['depth'][1]:,} queued",
+            f"{shallow['p50_us']:.0f} / {shallow['p99_us']:.0f} us",
+        ),
+        (
+            f"claim+complete {ours['claim_complete_tasks']:,} tasks",
+            f"{ours['claim_complete_per_s']:,.0f} tasks/s",
+        ),
+        (f"huey enqueue {huey['tasks']:,}", f"{huey['enqueue_per_s']:,.0f} tasks/s"),
+        (f"huey dequeue {huey['tasks']:,}", f"{huey['dequeue_per_s']:,.0f} tasks/s"),
+        ("huey enqueue+dequeue", f"{huey['tasks_per_s']:,.0f} tasks/s"),
+        ("aiosqlite round trip (SELECT 1)", f"{report['aiosqlite_round_trip_us']:.0f} us"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value:>18}")
+    print()
+    for name, target in report["targets"].items():
+        print(f"{name}: {'met' if target['met'] else 'MISSED'} ({target['detail']})")
+    load = report["machine"]
+    print(f"load average: {load['load_average_at_start']} -> {load['load_average_at_end']}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--per-ticket", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    if args.tasks < 2 * LATENCY_SAMPLES:
+        parser.error(f"--tasks must be at least {2 * LATENCY_SAMPLES}")
+
+    report: dict[str, Any] = {"machine": machine()}
+    timings = Timings()
+    with tempfile.TemporaryDirectory(prefix="swarmd-bench-") as scratch:
+        directory = Path(scratch)
+        report["aiosqlite_round_trip_us"] = await round_trip_us(directory)
+        storage = SqliteStorage(name="bench", filename=str(directory / "huey.db"))
+        async with (
+            await Store.open(directory / "deep.db") as deep,
+            await Store.open(directory / "shallow.db") as shallow,
+        ):
+            submit = await submit_wide(deep, args.tasks, args.per_ticket)
+            await submit_wide(shallow, SHALLOW_DEPTH, args.per_ticket)
+            await measure_latency(deep, shallow, timings)
+            remaining = args.tasks - LATENCY_SAMPLES
+            await measure_throughput(deep, storage, remaining, args.rounds, timings)
+        storage.close()
+
+    report.update(summarize(timings, args.tasks, args.per_ticket, submit))
+    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print_table(report)
+    print(f"\nwrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,12 @@
+"""The durable queue of tickets and tasks on SQLite.
+
+``Store`` is the public face: its verbs take and return the models of ``swarmd.models``.
+Inside: ``schema`` (migrations), ``queries`` (the SQL, by name), ``database`` (connection,
+transactions, error translation), ``transitions`` (the checked state changes and their
+effects along the dependency graph), ``dag`` (validating new task graphs), ``reads`` (the
+read-only verbs), ``rows`` (rows to models) and ``backoff`` (retry delays).
+"""
+
+from swarmd.store.store import Store
+
+__all__ = ["Store"]

@@ -1,0 +1,155 @@
+"""The store's reads: tickets, tasks, attempts, queue depth, the event log, the daemon row.
+
+``StoreReads`` is the read-only half of ``Store``; the lookups at the bottom are shared
+with the writing verbs, which call them inside their own transactions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+from swarmd.errors import NotFoundError
+from swarmd.models import Attempt, Event, Task, TaskState, Ticket, TicketState
+from swarmd.store import queries
+from swarmd.store.database import Database, Transaction
+from swarmd.store.rows import attempt_from_row, event_from_row, task_from_row, ticket_from_row
+
+
+class StoreReads:
+    """Everything ``status``, ``show``, ``tickets`` and the supervisor's recovery look at."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    @property
+    def path(self) -> Path:
+        return self._db.path
+
+    @property
+    def database(self) -> Database:
+        """The open database, for read-only companions such as ``StoreStats``."""
+        return self._db
+
+    async def schema_version(self) -> int:
+        async with self._db.read() as txn:
+            row = await txn.fetch_one("PRAGMA user_version")
+        return int(row[0]) if row else 0
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits (this store's own
+        writes go through another connection, so they count too). Synchronous and cheap."""
+        return self._db.data_version()
+
+    async def get_ticket(self, ticket_id: int) -> Ticket:
+        async with self._db.read(snapshot=True) as txn:
+            row = await txn.fetch_one(queries.TICKET_BY_ID, (ticket_id,))
+            if row is None:
+                raise NotFoundError(f"there is no ticket {ticket_id}")
+            counts = await txn.fetch(queries.TASK_COUNTS_OF_TICKET, (ticket_id,))
+        return ticket_from_row(row, {count["state"]: count["n"] for count in counts})
+
+    async def list_tickets(
+        self, *, state: TicketState | None = None, limit: int = 100
+    ) -> list[Ticket]:
+        """Tickets, newest first, each with its task counts."""
+        async with self._db.read(snapshot=True) as txn:
+            if state is None:
+                rows = await txn.fetch(queries.TICKETS_NEWEST_FIRST, (limit,))
+            else:
+                rows = await txn.fetch(queries.TICKETS_IN_STATE_NEWEST_FIRST, (state.value, limit))
+            ids = json.dumps([row["id"] for row in rows])
+            counts: dict[int, dict[str, int]] = {row["id"]: {} for row in rows}
+            for count in await txn.fetch(queries.TASK_COUNTS_OF_TICKETS, (ids,)):
+                counts[count["ticket_id"]][count["state"]] = count["n"]
+        return [ticket_from_row(row, counts[row["id"]]) for row in rows]
+
+    async def list_tasks(self, ticket_id: int) -> list[Task]:
+        """A ticket's tasks in dependency order (which is also the order they were added)."""
+        async with self._db.read(snapshot=True) as txn:
+            rows = await txn.fetch(queries.TASKS_OF_TICKET, (ticket_id,))
+            if not rows:
+                await require_ticket(txn, ticket_id)
+        return [task_from_row(row) for row in rows]
+
+    async def get_task(self, ticket_id: int, name: str) -> Task:
+        async with self._db.read(snapshot=True) as txn:
+            return await task_by_name(txn, ticket_id, name)
+
+    async def list_attempts(self, task_id: int) -> list[Attempt]:
+        async with self._db.read() as txn:
+            rows = await txn.fetch(queries.ATTEMPTS_OF_TASK, (task_id,))
+        return [attempt_from_row(row) for row in rows]
+
+    async def queue_depth(self) -> dict[str, int]:
+        """The number of tasks in each state, every state present."""
+        async with self._db.read() as txn:
+            rows = await txn.fetch(queries.QUEUE_DEPTH)
+        depth = {state.value: 0 for state in TaskState}
+        depth.update({row["state"]: row["n"] for row in rows})
+        return depth
+
+    async def next_retry_at(self) -> float | None:
+        """When the earliest failed task's backoff ends; None when no task waits to retry."""
+        async with self._db.read() as txn:
+            row = await txn.fetch_one(queries.NEXT_RETRY_AT)
+        return None if row is None else row[0]
+
+    async def running_attempts(self) -> list[tuple[Task, Attempt]]:
+        """Every open attempt with its task, oldest first (for crash recovery and status)."""
+        async with self._db.read(snapshot=True) as txn:
+            attempts = [attempt_from_row(row) for row in await txn.fetch(queries.OPEN_ATTEMPTS)]
+            ids = json.dumps(sorted({attempt.task_id for attempt in attempts}))
+            tasks = {
+                row["id"]: task_from_row(row)
+                for row in await txn.fetch(queries.TASKS_BY_IDS, (ids,))
+            }
+        return [(tasks[attempt.task_id], attempt) for attempt in attempts]
+
+    async def current_tokens(self, tokens: Collection[str]) -> set[str]:
+        """Those of ``tokens`` that still name the current attempt of a running task."""
+        if not tokens:
+            return set()
+        async with self._db.read() as txn:
+            rows = await txn.fetch(queries.CURRENT_TOKENS, (json.dumps(list(tokens)),))
+        return {row["token"] for row in rows}
+
+    async def events(
+        self, *, ticket_id: int | None = None, after_id: int = 0, limit: int = 1000
+    ) -> list[Event]:
+        """Events with ids above ``after_id``, oldest first; all tickets' or one ticket's."""
+        async with self._db.read() as txn:
+            if ticket_id is None:
+                rows = await txn.fetch(queries.EVENTS_AFTER, (after_id, limit))
+            else:
+                rows = await txn.fetch(queries.EVENTS_OF_TICKET_AFTER, (ticket_id, after_id, limit))
+        return [event_from_row(row) for row in rows]
+
+    async def read_heartbeat(self) -> dict[str, Any] | None:
+        """The daemon's last heartbeat, or None when no daemon has written one."""
+        async with self._db.read() as txn:
+            row = await txn.fetch_one(queries.READ_HEARTBEAT)
+        if row is None:
+            return None
+        return {
+            "pid": row["pid"],
+            "started_at": row["started_at"],
+            "heartbeat_at": row["heartbeat_at"],
+            "version": row["version"],
+            "status": json.loads(row["status"]),
+        }
+
+
+async def require_ticket(txn: Transaction, ticket_id: int) -> None:
+    if await txn.fetch_one(queries.TICKET_BY_ID, (ticket_id,)) is None:
+        raise NotFoundError(f"there is no ticket {ticket_id}")
+
+
+async def task_by_name(txn: Transaction, ticket_id: int, name: str) -> Task:
+    row = await txn.fetch_one(queries.TASK_BY_NAME, (ticket_id, name))
+    if row is None:
+        await require_ticket(txn, ticket_id)
+        raise NotFoundError(f"ticket {ticket_id} has no task named {name!r}")
+    return task_from_row(row)
