@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import tomllib
 from collections.abc import Collection, Iterable, Mapping
