@@ -49,6 +49,7 @@ class SupervisorConfig:
     new_work_poll_seconds: float = 0.05
     gate_recheck_seconds: float = 1.0
     only_ticket: int | None = None  # run-ticket without a daemon: this ticket alone
+    default_max_attempts: int = 3  # for tasks a planner adds
 
 
 class SupervisorHooks(Protocol):
@@ -326,7 +327,10 @@ class Supervisor:
         try:
             if verdict.reason is ExitReason.OK:
                 outcome = await store.complete_attempt(
-                    token, result=verdict.details, new_tasks=verdict.new_tasks
+                    token,
+                    result=verdict.details,
+                    new_tasks=verdict.new_tasks,
+                    default_max_attempts=self._config.default_max_attempts,
                 )
             elif verdict.reason in (ExitReason.INTERRUPTED, ExitReason.CANCELLED):
                 outcome = await store.interrupt_attempt(
