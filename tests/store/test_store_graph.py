@@ -91,10 +91,10 @@ async def test_submit_takes_the_key_from_the_ticket_file(store: Store) -> None:
     ("spec", "message"),
     [
         (ticket(), "has no tasks"),
-        (ticket("a", "a"), "two tasks are named 'a'"),
-        (ticket(task("a", "ghost")), "needs 'ghost', which is not a task"),
+        (ticket("a", "a"), 'task "a" is defined twice'),
+        (ticket(task("a", "ghost")), 'needs unknown task "ghost"'),
         (ticket(task("a", "a")), "needs itself"),
-        (ticket(task("a", "b"), task("b", "a"), "c"), "'a', 'b' are caught in a cycle"),
+        (ticket(task("a", "b"), task("b", "a"), "c"), "cycle through needs: a -> b -> a"),
     ],
 )
 async def test_submit_refuses_an_invalid_graph_and_writes_nothing(
@@ -246,8 +246,8 @@ async def test_added_tasks_needing_only_succeeded_tasks_are_ready(store: Store) 
 @pytest.mark.parametrize(
     ("tasks", "after", "message"),
     [
-        ([task("a")], None, "already has a task named 'a'"),
-        ([task("x", "ghost")], None, "needs 'ghost', which is not a task"),
+        ([task("a")], None, 'task "a" already exists in this ticket'),
+        ([task("x", "ghost")], None, 'needs unknown task "ghost"'),
         ([task("x")], "ghost", "no task 'ghost' to add tasks after"),
         ([task("x", "y"), task("y", "x")], None, "cycle"),
     ],
