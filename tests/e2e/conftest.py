@@ -7,7 +7,6 @@ store and the archives, as a user would find them.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from tests.integration.conftest import (
     tasks_of,
     write_ticket,
 )
+from tests.integration.conftest import cli_env as integration_env
 from tests.support.fake_llm import FakeLLMServer
 
 PRIMARY = "openai/gpt-primary"
@@ -51,25 +51,8 @@ def fake_llm() -> Iterator[FakeLLMServer]:
 
 
 def cli_env(home: Path) -> dict[str, str]:
-    """The CLI's environment on ``home``, with no provider at all.
-
-    The integration tests' ``swarmd_env`` less the endpoint variables too, as a function so
-    that module-scoped runs can build it.
-    """
-    hidden = (*PROVIDER_VARIABLES, *ENDPOINT_VARIABLES)
-    env = {k: v for k, v in os.environ.items() if k not in hidden and not k.startswith("SWARMD_")}
-    env.update(
-        SWARMD_HOME=str(home),
-        # The test machine is shared and busy: the gate is tested on its own, not here.
-        SWARMD_MIN_FREE_MEMORY_MB="0",
-        SWARMD_MAX_LOAD="1000",
-        SWARMD_SPAWN_SETTLE_SECONDS="0",
-        SWARMD_RETRY_BACKOFF_SECONDS="0.05",
-        SWARMD_SHUTDOWN_GRACE_SECONDS="5",
-        SWARMD_LOG_LEVEL="debug",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    """The CLI's environment on ``home`` with no provider at all, endpoints included."""
+    return integration_env(home, hidden=(*PROVIDER_VARIABLES, *ENDPOINT_VARIABLES))
 
 
 def provider_env(fake_llm: FakeLLMServer) -> dict[str, str]:

@@ -42,13 +42,9 @@ def home(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def swarmd_env(home: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in PROVIDER_VARIABLES and not k.startswith("SWARMD_")
-    }
+def cli_env(home: Path, *, hidden: tuple[str, ...] = PROVIDER_VARIABLES) -> dict[str, str]:
+    """The environment of a ``swarmd`` command on ``home``: no provider, no stray settings."""
+    env = {k: v for k, v in os.environ.items() if k not in hidden and not k.startswith("SWARMD_")}
     env.update(
         SWARMD_HOME=str(home),
         # The test machine is shared and busy: the gate is tested on its own, not here.
@@ -61,6 +57,11 @@ def swarmd_env(home: Path) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+@pytest.fixture
+def swarmd_env(home: Path) -> dict[str, str]:
+    return cli_env(home)
 
 
 def swarmd(
