@@ -127,8 +127,10 @@ class QueueWalk(RuleBasedStateMachine):
     @rule()
     def run_one_task(self) -> None:
         """Claim and complete in one step, so walks get deep into their graphs."""
+        held = len(self.held_tokens)
         self.claim()
-        if self.held_tokens:
+        # Complete only what was just claimed: an older held token may be stale by now.
+        if len(self.held_tokens) > held:
             self.run(self.store.complete_attempt(self.held_tokens.pop()))
 
     @precondition(lambda self: self.held_tokens)
