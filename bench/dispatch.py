@@ -1,7 +1,7 @@
 """Dispatch speed: a real ``swarmd run`` against ``xargs -P``, and what an idle daemon costs.
 
-    python bench/dispatch.py [--tasks 200] [--concurrency 10] [--latency-samples 40]
-                             [--idle-seconds 30]
+    python -P bench/dispatch.py [--tasks 200] [--concurrency 10] [--latency-samples 40]
+                                [--idle-seconds 30] [--worker-start fork|exec]
 
 In one run, against one daemon on a temporary home:
 
@@ -14,7 +14,10 @@ In one run, against one daemon on a temporary home:
   process creation (its ``create_time``, the target's measure: p50 at most 100 ms) and to the
   moment the task's own command runs (which adds the worker's start-up).
 * the idle daemon's CPU (``cpu_times`` delta) and RSS over ``--idle-seconds``;
-* one worker's RSS while its command runs.
+* one worker's RSS and USS while its command runs, and the fork server's (a forked worker
+  shares the fork server's pages: its RSS counts them, its USS does not).
+
+Workers start as ``--worker-start`` says (``SWARMD_WORKER_START``; the default is ``fork``).
 
 The spawn gate is switched off (``SWARMD_MIN_FREE_MEMORY_MB=0``, ``SWARMD_MAX_LOAD=1000``,
 ``SWARMD_SPAWN_SETTLE_SECONDS=0``) so that only dispatch is measured, not the host's load,
@@ -190,16 +193,12 @@ def time_swarmd(daemon: BenchDaemon, process: psutil.Process, tasks: int) -> dic
         ticket_id = await submit(daemon.db_path, spec)
         return await finished_ticket_attempts(daemon, ticket_id)
 
-    before = process.cpu_times()
+    before, workers_before = process.cpu_times(), worker_cpu_seconds(process)
     seconds, attempts = asyncio.run(run())
-    after = process.cpu_times()
+    after, workers_after = process.cpu_times(), worker_cpu_seconds(process)
     durations = [(a.ended_at or a.started_at) - a.started_at for a in attempts]
-    # The workers are the daemon's children and it reaps them, so their CPU (and their
-    # commands', which they reap) lands in the daemon's children_* times.
     daemon_cpu = (after.user - before.user) + (after.system - before.system)
-    worker_cpu = (after.children_user - before.children_user) + (
-        after.children_system - before.children_system
-    )
+    worker_cpu = workers_after - workers_before
     return {
         "seconds": seconds,
         "attempts": len(attempts),
@@ -209,6 +208,35 @@ def time_swarmd(daemon: BenchDaemon, process: psutil.Process, tasks: int) -> dic
         "daemon_cpu_ms_per_task": 1000 * daemon_cpu / len(attempts),
         "worker_cpu_ms_per_task": 1000 * worker_cpu / len(attempts),
     }
+
+
+def fork_servers(daemon: psutil.Process) -> list[psutil.Process]:
+    servers = []
+    for child in daemon.children():
+        try:
+            if "swarmd.forkserver" in child.cmdline():
+                servers.append(child)
+        except psutil.Error:
+            continue
+    return servers
+
+
+def worker_cpu_seconds(daemon: psutil.Process) -> float:
+    """CPU used so far by the daemon's workers, and by the fork server that forks them.
+
+    An exec'd worker is the daemon's child: the daemon reaps it, and its CPU (with its
+    command's, which it reaps) lands in the daemon's children_* times. A forked worker is
+    the fork server's child: its CPU lands in the fork server's children_* times.
+    """
+    times = daemon.cpu_times()
+    total = times.children_user + times.children_system
+    for server in fork_servers(daemon):
+        try:
+            own = server.cpu_times()
+        except psutil.Error:
+            continue
+        total += own.user + own.system + own.children_user + own.children_system
+    return total
 
 
 def time_xargs(tasks: int, concurrency: int) -> dict[str, float]:
@@ -292,7 +320,7 @@ def measure_idle(daemon: psutil.Process, seconds: float) -> dict[str, float]:
     }
 
 
-def measure_worker_rss(daemon: BenchDaemon) -> dict[str, int]:
+def measure_worker_rss(daemon: BenchDaemon, process: psutil.Process) -> dict[str, int]:
     """Start a worker whose command sleeps, and sample it once its command is running."""
     db_path = daemon.db_path
     ticket_id = asyncio.run(submit(db_path, command_ticket("rss", 1, ["sleep", "5"])))
@@ -313,6 +341,9 @@ def measure_worker_rss(daemon: BenchDaemon) -> dict[str, int]:
         "worker_uss_bytes": worker.memory_full_info().uss,
         "command_rss_bytes": child.memory_info().rss,
     }
+    for server in fork_servers(process):
+        sample["forkserver_rss_bytes"] = server.memory_info().rss
+        sample["forkserver_uss_bytes"] = server.memory_full_info().uss
     asyncio.run(finished_ticket_attempts(daemon, ticket_id))
     return sample
 
@@ -343,12 +374,13 @@ def milliseconds(values: Sequence[float]) -> dict[str, float]:
     }
 
 
-def bench_env(home: Path, concurrency: int) -> dict[str, str]:
+def bench_env(home: Path, concurrency: int, worker_start: str) -> dict[str, str]:
     # Without bytecode caching every worker would compile the modules that have no .pyc
     # yet (about 14 ms of CPU each here); an installed package always has them.
     dropped = (*PROVIDER_VARIABLES, "PYTHONDONTWRITEBYTECODE")
     env = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("SWARMD_")}
     env.update(GATE_OFF, SWARMD_HOME=str(home), SWARMD_MAX_CONCURRENT_WORKERS=str(concurrency))
+    env["SWARMD_WORKER_START"] = worker_start
     return env
 
 
@@ -357,7 +389,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="swarmd-bench-") as scratch:
         home = Path(scratch) / "home"
-        daemon = BenchDaemon(home, bench_env(home, args.concurrency))
+        daemon = BenchDaemon(home, bench_env(home, args.concurrency, args.worker_start))
         process = daemon.start()
         try:
             print(f"latency: {args.latency_samples} single-task tickets ...", flush=True)
@@ -368,7 +400,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             xargs_run = time_xargs(args.tasks, args.concurrency)
             swarmd_run = time_swarmd(daemon, process, args.tasks)
             print("worker rss ...", flush=True)
-            worker = measure_worker_rss(daemon)
+            worker = measure_worker_rss(daemon, process)
             print(f"idle daemon: {args.idle_seconds:g} s ...", flush=True)
             idle = measure_idle(process, args.idle_seconds)
         finally:
@@ -400,6 +432,7 @@ def summarise(args: argparse.Namespace, raw: dict[str, Any]) -> dict[str, Any]:
         "swarmd_version": __version__,
         "tasks": args.tasks,
         "concurrency": args.concurrency,
+        "worker_start": args.worker_start,
         "gate": GATE_OFF,
         "ideal_seconds": args.tasks / args.concurrency * float(SLEEP_SECONDS),
         "swarmd_seconds": round(swarmd_run["seconds"], 3),
@@ -442,6 +475,7 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
             "tasks",
             f"{results['tasks']} x sleep {SLEEP_SECONDS} at concurrency {results['concurrency']}",
         ),
+        ("workers start by", results["worker_start"]),
         ("ideal", f"{results['ideal_seconds']:.2f} s"),
         ("xargs -P", f"{results['xargs_seconds']:.2f} s"),
         ("swarmd (created -> finished)", f"{results['swarmd_seconds']:.2f} s"),
@@ -478,6 +512,17 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
             f"{worker['worker_rss_bytes'] / mib:.1f} / {worker['worker_uss_bytes'] / mib:.1f} "
             f"MiB (its sleep: {worker['command_rss_bytes'] / mib:.1f} MiB)",
         ),
+        *(
+            [
+                (
+                    "fork server RSS / USS",
+                    f"{worker['forkserver_rss_bytes'] / mib:.1f} / "
+                    f"{worker['forkserver_uss_bytes'] / mib:.1f} MiB (shared with its workers)",
+                )
+            ]
+            if "forkserver_rss_bytes" in worker
+            else []
+        ),
         ("start-up: python -c pass", f"{results['python_startup_seconds'] * 1000:.0f} ms"),
         (
             "start-up: swarmd.worker --help",
@@ -500,6 +545,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--latency-samples", type=int, default=40)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--worker-start", choices=("fork", "exec"), default="fork")
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     if shutil.which("xargs") is None:

@@ -1,8 +1,9 @@
 """LLM pipeline speed: the makespan of many llm tasks, a worker's memory and start-up, and
 the router's overhead over a bare httpx call.
 
-    python bench/llm.py [--tasks 200] [--concurrency 10] [--latency 1.0] [--fast-latency 0.2]
-                        [--requests 300] [--alone-tasks 10] [--alone-latency 0.5]
+    python -P bench/llm.py [--tasks 200] [--concurrency 10] [--latency 1.0] [--fast-latency 0.2]
+                           [--requests 300] [--alone-tasks 10] [--alone-latency 0.5]
+                           [--worker-start fork|exec]
 
 Runs ``swarmd run-ticket FILE --wait`` on a ticket of ``--tasks`` independent llm tasks against
 the loopback fake provider (``tests.support.fake_llm``, in its own process) answering each
@@ -10,10 +11,13 @@ request after ``--latency`` seconds, then again at ``--fast-latency``. The makes
 submitted -> ticket finished) is divided by the ideal, tasks x latency / concurrency.
 
 While the slow run goes, a sampler thread reads every worker process (psutil): its start time
-and its RSS while it waits on the server. A worker's spawn-to-first-request time runs from its
-process start to the server's record of its request. Each attempt is then cut into segments
-(claim -> spawn -> request -> answer -> attempt closed) to show where the time goes, and a
-short run of ``--alone-tasks`` one at a time gives the same worker's figures free of contention.
+and its RSS (and, less often, its USS) while it waits on the server. Workers start as
+``--worker-start`` says (``SWARMD_WORKER_START``, ``fork`` by default); a forked worker's RSS
+counts the pages it shares with the fork server, its USS only its own. A worker's
+spawn-to-first-request time runs from its process start to the server's record of its
+request. Each attempt is then cut into segments (claim -> spawn -> request -> answer ->
+attempt closed) to show where the time goes, and a short run of ``--alone-tasks`` one at a
+time gives the same worker's figures free of contention.
 
 Last, the router against a bare httpx call: the same server answering at once, the same
 request body, ``--requests`` sequential requests each way, the router with an in-process
@@ -117,10 +121,15 @@ def process_start_wall_time(pid: int) -> float:
     return now - (since_boot - start_ticks / CLOCK_TICKS)
 
 
+USS_EVERY = 5
+"""Read a worker's USS at every fifth sample only: it walks /proc/PID/smaps, which costs."""
+
+
 @dataclass
 class WorkerSeen:
     started_at: float
     rss: list[tuple[float, int]] = field(default_factory=list)  # (wall time, bytes)
+    uss: list[tuple[float, int]] = field(default_factory=list)
 
 
 class WorkerSampler(threading.Thread):
@@ -132,10 +141,13 @@ class WorkerSampler(threading.Thread):
         self.interval = interval
         self.workers: dict[int, WorkerSeen] = {}
         self.daemon_cpu_s = 0.0
+        self.forkserver_memory: list[tuple[int, int]] = []  # (RSS, USS) while workers run
+        self._forkserver: psutil.Process | None = None
         self._ignored: set[int] = set()
         self._stopping = threading.Event()
 
     def run(self) -> None:
+        rounds = 0
         while not self._stopping.wait(self.interval):
             try:
                 root = psutil.Process(self.root_pid)
@@ -146,6 +158,16 @@ class WorkerSampler(threading.Thread):
                 return
             for child in children:
                 self._sample(child)
+            rounds += 1
+            if self._forkserver is not None and len(children) > 1 and rounds % USS_EVERY == 0:
+                self._sample_forkserver(self._forkserver)
+
+    def _sample_forkserver(self, server: psutil.Process) -> None:
+        try:
+            full = server.memory_full_info()
+        except psutil.Error:
+            return
+        self.forkserver_memory.append((full.rss, full.uss))
 
     def _sample(self, child: psutil.Process) -> None:
         if child.pid in self._ignored:
@@ -153,13 +175,27 @@ class WorkerSampler(threading.Thread):
         try:
             seen = self.workers.get(child.pid)
             if seen is None:
-                if "swarmd.worker" not in child.cmdline():
+                if not self._is_worker(child):
                     self._ignored.add(child.pid)
                     return
                 seen = self.workers[child.pid] = WorkerSeen(process_start_wall_time(child.pid))
-            seen.rss.append((time.time(), child.memory_info().rss))
+            now = time.time()
+            seen.rss.append((now, child.memory_info().rss))
+            if len(seen.rss) % USS_EVERY == 1:
+                seen.uss.append((now, child.memory_full_info().uss))
         except (psutil.Error, OSError):
             return  # it exited between the listing and the read
+
+    def _is_worker(self, child: psutil.Process) -> bool:
+        command = child.cmdline()
+        if "swarmd.worker" in command:
+            return True  # exec'd
+        if "swarmd.forkserver" not in command:
+            return False
+        if child.ppid() == self.root_pid:  # the fork server itself
+            self._forkserver = child
+            return False
+        return True  # forked: its command line is the fork server's
 
     def stop(self) -> None:
         self._stopping.set()
@@ -202,7 +238,7 @@ class PipelineRun:
         return self.makespan / self.ideal
 
 
-def pipeline_env(home: Path, url: str, concurrency: int) -> dict[str, str]:
+def pipeline_env(home: Path, url: str, concurrency: int, worker_start: str) -> dict[str, str]:
     hidden = ("OPENAI_", "ANTHROPIC_", "MINIMAX_", "OLLAMA_", "SWARMD_", "NOTIFY_SOCKET")
     env = {k: v for k, v in os.environ.items() if not k.startswith(hidden)}
     env.update(
@@ -213,6 +249,7 @@ def pipeline_env(home: Path, url: str, concurrency: int) -> dict[str, str]:
         # CPU) and it would hold spawns: the gate is not what this measures.
         SWARMD_MAX_LOAD="1000",
         SWARMD_PRIMARY_MODEL=MODEL,
+        SWARMD_WORKER_START=worker_start,
         OPENAI_API_KEY=API_KEY,
         OPENAI_BASE_URL=f"{url}/v1",
     )
@@ -229,6 +266,7 @@ def run_pipeline(
     concurrency: int,
     latency: float,
     sample: bool,
+    worker_start: str,
 ) -> PipelineRun:
     control.reset()
     control.set_latency(latency)
@@ -249,7 +287,7 @@ def run_pipeline(
     cli = subprocess.Popen(
         [sys.executable, "-m", "swarmd", "run-ticket", str(path), "--wait"],
         cwd=scratch,
-        env=pipeline_env(home, control.url, concurrency),
+        env=pipeline_env(home, control.url, concurrency, worker_start),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -321,6 +359,7 @@ def worker_figures(run: PipelineRun) -> dict[str, Any]:
     assert run.sampler is not None
     by_pid = {a.pid: name for name, a in run.attempts.items() if a.pid is not None}
     waiting_rss: list[float] = []
+    waiting_uss: list[float] = []
     spawn_ms: list[float] = []
     segments: dict[str, list[float]] = {
         "claim_to_spawn": [],
@@ -338,6 +377,9 @@ def worker_figures(run: PipelineRun) -> dict[str, Any]:
         during_wait = [rss for at, rss in seen.rss if asked <= at <= answered]
         if during_wait:
             waiting_rss.append(max(during_wait) / MiB)
+        uss_during_wait = [uss for at, uss in seen.uss if asked <= at <= answered]
+        if uss_during_wait:
+            waiting_uss.append(max(uss_during_wait) / MiB)
         spawn_ms.append((asked - seen.started_at) * 1000)
         segments["claim_to_spawn"].append(seen.started_at - attempt.started_at)
         segments["spawn_to_request"].append(asked - seen.started_at)
@@ -350,6 +392,17 @@ def worker_figures(run: PipelineRun) -> dict[str, Any]:
         "rss_mb_p50": round(statistics.median(waiting_rss), 1) if waiting_rss else None,
         "rss_mb_max": round(max(waiting_rss), 1) if waiting_rss else None,
         "rss_samples": len(waiting_rss),
+        "uss_mb_p50": round(statistics.median(waiting_uss), 1) if waiting_uss else None,
+        "uss_mb_max": round(max(waiting_uss), 1) if waiting_uss else None,
+        "uss_samples": len(waiting_uss),
+        "forkserver_rss_uss_mb": (
+            [
+                round(statistics.median(n for n, _ in run.sampler.forkserver_memory) / MiB, 1),
+                round(statistics.median(n for _, n in run.sampler.forkserver_memory) / MiB, 1),
+            ]
+            if run.sampler.forkserver_memory
+            else None
+        ),
         "spawn_to_first_request_ms_p50": round(statistics.median(spawn_ms), 1),
         "spawn_to_first_request_ms_p90": round(percentile(spawn_ms, 0.9), 1),
         "attempt_s_mean": round(statistics.fmean(durations), 3),
@@ -500,10 +553,22 @@ def print_table(results: dict[str, Any]) -> None:
             f"{fast['makespan_s']:.2f} s (ideal {fast['ideal_s']:.0f} s): "
             f"ratio {fast['ratio']:.3f}",
         ),
+        ("workers start by", results["worker_start"]),
         (
             "worker RSS waiting on the server",
             f"p50 {worker['rss_mb_p50']} MB, max {worker['rss_mb_max']} MB "
             f"(target <= {TARGET_RSS_MB:g} MB)",
+        ),
+        (
+            "worker USS waiting on the server",
+            f"p50 {worker['uss_mb_p50']} MB, max {worker['uss_mb_max']} MB "
+            f"({worker['uss_samples']} workers sampled)",
+        ),
+        (
+            "fork server RSS / USS (p50)",
+            " / ".join(f"{mb} MB" for mb in worker["forkserver_rss_uss_mb"])
+            if worker["forkserver_rss_uss_mb"]
+            else "none",
         ),
         (
             "worker spawn -> first request",
@@ -552,6 +617,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--alone-tasks", type=int, default=10, help="tasks run one at a time")
     parser.add_argument("--alone-latency", type=float, default=0.5)
+    parser.add_argument("--worker-start", choices=("fork", "exec"), default="fork")
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
 
@@ -563,13 +629,28 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="swarmd-bench-llm-") as scratch:
             root = Path(scratch)
             shape = {"tasks": args.tasks, "concurrency": args.concurrency}
+            mode = args.worker_start
             print(f"{args.tasks} llm tasks at {args.latency:g} s ...", flush=True)
             slow = run_pipeline(
-                root, control, served, "slow", latency=args.latency, sample=True, **shape
+                root,
+                control,
+                served,
+                "slow",
+                latency=args.latency,
+                sample=True,
+                worker_start=mode,
+                **shape,
             )
             print(f"{args.tasks} llm tasks at {args.fast_latency:g} s ...", flush=True)
             fast = run_pipeline(
-                root, control, served, "fast", latency=args.fast_latency, sample=False, **shape
+                root,
+                control,
+                served,
+                "fast",
+                latency=args.fast_latency,
+                sample=False,
+                worker_start=mode,
+                **shape,
             )
             # The same worker with the machine to itself: its fixed cost, without contention.
             print(f"{args.alone_tasks} llm tasks one at a time ...", flush=True)
@@ -582,6 +663,7 @@ def main() -> int:
                 concurrency=1,
                 latency=args.alone_latency,
                 sample=True,
+                worker_start=mode,
             )
         print(f"router overhead, {args.requests} requests each way ...", flush=True)
         control.reset()
@@ -595,6 +677,7 @@ def main() -> int:
 
     worker = worker_figures(slow)
     results = {
+        "worker_start": args.worker_start,
         "slow": pipeline_figures(slow),
         "fast": pipeline_figures(fast),
         "worker": worker,

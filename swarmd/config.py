@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     worker_hung_seconds: float = Field(default=60.0, gt=0)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     spawn_settle_seconds: float = Field(default=1.0, ge=0)
+    worker_start: Literal["fork", "exec"] = "fork"
     api_rate_limit_rpm: int = Field(default=20, ge=1)
     primary_model: str | None = None
     fallback_model: Annotated[tuple[str, ...], NoDecode] = ()

@@ -29,6 +29,8 @@ from swarmd.logs import get_logger
 from swarmd.metrics import GateHoldCounter, MetricsCollector, MetricsExporter
 from swarmd.models import TicketState
 from swarmd.notify import SystemdNotifier
+from swarmd.procs import scrub_environment
+from swarmd.spawners import ExecSpawner, ForkServer, WorkerSpawner
 from swarmd.store import Store
 from swarmd.store.backup import check_database
 from swarmd.store.stats import StoreStats
@@ -190,6 +192,7 @@ async def _serve_locked(
     broker = BrokerService(settings)
     deliveries = DeliveryBuilder(store, layout)
     notifier = SystemdNotifier(base_env.get("NOTIFY_SOCKET"))
+    spawner = worker_spawner(settings, base_env)
     launcher = WorkerLauncher(
         LaunchSettings(
             layout=layout,
@@ -205,6 +208,7 @@ async def _serve_locked(
         base_env,
         answer_call=broker.answer_call,
         skip_grace=skip_grace,
+        spawner=spawner,
     )
     gate = SpawnGate(
         HostProbe(),
@@ -240,7 +244,9 @@ async def _serve_locked(
     if settings.model_chain == ("echo/echo",):
         log.info("offline_model", detail="no provider is configured: llm tasks use echo/echo")
     try:
-        async with metrics_exporter(settings, store, gate_holds, stop):
+        # The fork server is closed (and awaited) only once the supervisor has stopped and
+        # awaited every worker.
+        async with serving(spawner), metrics_exporter(settings, store, gate_holds, stop):
             await supervisor.run()
             await deliveries.drain()
     finally:
@@ -249,6 +255,30 @@ async def _serve_locked(
         await store.close()
         log.info("daemon_stopped", pid=os.getpid())
     return supervisor.finished_state
+
+
+def worker_spawner(settings: Settings, base_env: Mapping[str, str]) -> WorkerSpawner:
+    """How workers start, per ``SWARMD_WORKER_START``: forked by a fork server, or exec'd."""
+    if settings.worker_start == "exec":
+        return ExecSpawner()
+    return ForkServer(
+        env=scrub_environment(base_env),
+        cwd=settings.home,
+        log_path=settings.log_path.parent / "forkserver.log",
+    )
+
+
+@contextlib.asynccontextmanager
+async def serving(spawner: WorkerSpawner) -> AsyncIterator[WorkerSpawner]:
+    """Run the fork server, if that is the spawner, for the block; await its exit after."""
+    if not isinstance(spawner, ForkServer):
+        yield spawner
+        return
+    await spawner.start()
+    try:
+        yield spawner
+    finally:
+        await spawner.close()
 
 
 async def refuse_corrupt_database(path: Path) -> None:

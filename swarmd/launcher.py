@@ -21,6 +21,7 @@ from swarmd.agents.spec import AgentDef, AgentKind
 from swarmd.job import Job
 from swarmd.models import ClaimedTask, Clock, Task
 from swarmd.procs import scrub_environment
+from swarmd.spawners import ExecSpawner, WorkerSpawner
 from swarmd.workers import CallHandler, WorkerSession
 
 
@@ -64,11 +65,13 @@ class WorkerLauncher:
         *,
         answer_call: CallHandler,
         skip_grace: asyncio.Event,
+        spawner: WorkerSpawner | None = None,
         clock: Clock = time.time,
     ) -> None:
         self._settings = settings
         self._registry = registry
         self._env = scrub_environment(base_env)
+        self._spawner = spawner or ExecSpawner()
         self._answer_call = answer_call
         self._skip_grace = skip_grace
         self._clock = clock
@@ -134,6 +137,7 @@ class WorkerLauncher:
             grace_seconds=self._settings.grace_seconds,
             skip_grace=self._skip_grace,
             log_path=log_path,
+            spawner=self._spawner,
         )
         await session.start(self._env)
         return session

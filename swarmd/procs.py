@@ -21,6 +21,7 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 
@@ -79,6 +80,17 @@ def is_same_process(identity: ProcessIdentity) -> bool:
         return False
 
 
+def process_handle(identity: ProcessIdentity) -> psutil.Process | None:
+    """A psutil handle on the very process ``identity`` names, or ``None`` once it is gone."""
+    try:
+        handle = psutil.Process(identity.pid)
+        if _same_start(handle.create_time(), identity.create_time):
+            return handle
+    except psutil.Error:
+        pass
+    return None
+
+
 def _same_start(a: float, b: float) -> bool:
     # A start time derived from the wall clock moves if the clock is stepped; a mismatch
     # then reads as "not ours", which errs on the side of never touching a stranger.
@@ -91,47 +103,56 @@ def _holds_pid(identity: ProcessIdentity) -> bool:
     return current is not None and _same_start(current.create_time, identity.create_time)
 
 
-class SpawnedProcess:
-    """A process started by ``spawn_process_group``: the leader of its own process group.
+class WorkerProcess(Protocol):
+    """What the supervisor and the worker sessions use of a worker's process.
 
-    It keeps the asyncio ``Process`` (to await the exit) and the ``psutil.Process`` made at
-    spawn: psutil remembers the start time, so a later check can tell our process from a
-    stranger that was given the same pid after ours was reaped.
+    Met by ``SpawnedProcess`` (exec'd by ``spawn_process_group``) and by
+    ``swarmd.spawners.ForkedProcess`` (forked by the fork server): either way the process
+    leads its own session and group, and ``pgid == pid``.
+    """
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def pgid(self) -> int: ...
+    @property
+    def identity(self) -> ProcessIdentity: ...
+    @property
+    def started_at(self) -> float: ...
+    @property
+    def argv(self) -> tuple[str, ...]: ...
+    @property
+    def returncode(self) -> int | None: ...
+    async def wait(self) -> int: ...
+    def signal_group(self, sig: int) -> bool: ...
+    def tree_rss_bytes(self) -> int: ...
+    def tree_cpu_percent(self) -> float: ...
+
+
+class GroupLeader:
+    """A process that leads its own session and group, known by its identity.
+
+    Signals go to the whole group, guarded against a stranger that reused the number; the
+    memory and CPU figures cover the leader and its descendants. Subclasses say how its exit
+    is awaited (``returncode``, ``wait()``).
     """
 
     def __init__(
         self,
-        process: asyncio.subprocess.Process,
+        identity: ProcessIdentity,
         handle: psutil.Process | None,
         argv: Sequence[str],
         started_at: float,
     ) -> None:
-        self._process = process
         self._handle = handle
         self._cpu_handles: dict[ProcessIdentity, psutil.Process] = {}
         self.argv = tuple(argv)
-        self.pid = process.pid
-        # start_new_session made the child a session and group leader: pgid == sid == pid.
-        # Reading it with getpgid() instead would race with a fast exit.
-        self.pgid = process.pid
-        # A handle of None means the child exited (and was reaped) before we could read its
-        # start time; 0.0 is a start time no live process has, so the identity matches none.
-        self.identity = ProcessIdentity(
-            process.pid, handle.create_time() if handle is not None else 0.0
-        )
+        self.pid = identity.pid
+        # The leader of a new session leads its group too: pgid == sid == pid. Reading it
+        # with getpgid() instead would race with a fast exit.
+        self.pgid = identity.pid
+        self.identity = identity
         self.started_at = started_at
-
-    def __repr__(self) -> str:
-        return f"<SpawnedProcess pid={self.pid} returncode={self.returncode} argv={self.argv!r}>"
-
-    @property
-    def returncode(self) -> int | None:
-        """The exit status once reaped: ``N`` for an exit code, ``-N`` for signal N."""
-        return self._process.returncode
-
-    async def wait(self) -> int:
-        """Wait for the group leader to exit and return its ``returncode``."""
-        return await self._process.wait()
 
     def signal_group(self, sig: int) -> bool:
         """Send ``sig`` to the whole group; ``False`` when the group is gone.
@@ -193,6 +214,40 @@ class SpawnedProcess:
             return [handle, *handle.children(recursive=True)]
         except psutil.Error:
             return []
+
+
+class SpawnedProcess(GroupLeader):
+    """A process started by ``spawn_process_group``: the leader of its own process group.
+
+    It keeps the asyncio ``Process`` (to await the exit) and the ``psutil.Process`` made at
+    spawn: psutil remembers the start time, so a later check can tell our process from a
+    stranger that was given the same pid after ours was reaped.
+    """
+
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        handle: psutil.Process | None,
+        argv: Sequence[str],
+        started_at: float,
+    ) -> None:
+        # A handle of None means the child exited (and was reaped) before we could read its
+        # start time; 0.0 is a start time no live process has, so the identity matches none.
+        identity = ProcessIdentity(process.pid, handle.create_time() if handle is not None else 0.0)
+        super().__init__(identity, handle, argv, started_at)
+        self._process = process
+
+    def __repr__(self) -> str:
+        return f"<SpawnedProcess pid={self.pid} returncode={self.returncode} argv={self.argv!r}>"
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once reaped: ``N`` for an exit code, ``-N`` for signal N."""
+        return self._process.returncode
+
+    async def wait(self) -> int:
+        """Wait for the group leader to exit and return its ``returncode``."""
+        return await self._process.wait()
 
 
 def _rss_or_zero(process: psutil.Process) -> int:
@@ -270,7 +325,7 @@ def _handle_for_child(pid: int) -> psutil.Process | None:
 
 
 async def terminate_group(
-    proc: SpawnedProcess, *, grace: float, skip_grace: asyncio.Event | None = None
+    proc: WorkerProcess, *, grace: float, skip_grace: asyncio.Event | None = None
 ) -> int:
     """SIGTERM the group, wait up to ``grace`` seconds, SIGKILL what is left; return the status.
 
@@ -294,7 +349,7 @@ async def terminate_group(
 
 
 async def _wait_for_exit(
-    proc: SpawnedProcess, grace: float, skip_grace: asyncio.Event | None
+    proc: WorkerProcess, grace: float, skip_grace: asyncio.Event | None
 ) -> None:
     waiters = [asyncio.create_task(proc.wait(), name=f"wait-for-exit-{proc.pid}")]
     if skip_grace is not None:

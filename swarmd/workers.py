@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -24,7 +22,8 @@ from swarmd.channel import Channel, ChannelClosed
 from swarmd.errors import TicketError
 from swarmd.job import Job
 from swarmd.models import ClaimedTask, ExitReason, TaskSpec
-from swarmd.procs import SpawnedProcess, describe_exit, spawn_process_group, terminate_group
+from swarmd.procs import WorkerProcess, describe_exit, terminate_group
+from swarmd.spawners import WorkerSpawner
 from swarmd.tickets import parse_tasks
 
 CallHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -56,16 +55,18 @@ class WorkerSession:
         grace_seconds: float,
         skip_grace: asyncio.Event,
         log_path: Path,
+        spawner: WorkerSpawner,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.claimed = claimed
         self.job = job
         self.log_path = log_path
+        self._spawner = spawner
         self._answer_call = answer_call
         self._grace = grace_seconds
         self._skip_grace = skip_grace
         self._clock = clock
-        self.proc: SpawnedProcess | None = None
+        self.proc: WorkerProcess | None = None
         self.started_at = clock()
         self.last_heartbeat = self.started_at
         self.result: dict[str, Any] | None = None
@@ -84,26 +85,16 @@ class WorkerSession:
     def ref(self) -> str:
         return self.claimed.task.ref
 
-    async def start(self, env: Mapping[str, str]) -> SpawnedProcess:
+    async def start(self, env: Mapping[str, str]) -> WorkerProcess:
         """Spawn the worker process with its end of the channel, and send the job."""
         parent_sock, child_sock = socket.socketpair()
         try:
-            argv = [
-                sys.executable,
-                "-m",
-                "swarmd.worker",
-                "--parent",
-                str(os.getpid()),
-                "--channel-fd",
-                str(child_sock.fileno()),
-            ]
             Path(self.job.workspace).mkdir(parents=True, exist_ok=True)
-            self.proc = await spawn_process_group(
-                argv,
+            self.proc = await self._spawner.spawn_worker(
                 cwd=Path(self.job.workspace),
                 env=env,
-                stdout_path=self.log_path,
-                pass_fds=[child_sock.fileno()],
+                log_path=self.log_path,
+                channel_fd=child_sock.fileno(),
             )
         except BaseException:
             parent_sock.close()

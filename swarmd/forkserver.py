@@ -1,0 +1,390 @@
+"""The fork server ("zygote"): a warm process that forks a worker for each task.
+
+Starting ``python -m swarmd.worker`` costs about 100 ms of CPU (the interpreter, asyncio,
+httpx, swarmd's own modules) before the task does anything; forking from a process that has
+already imported all of it costs a few. The daemon starts one zygote (``swarmd.spawners``
+is its side) as::
+
+    python -P -m swarmd.forkserver --parent DAEMON_PID --control-fd N
+
+It arms the parent-death shim for the daemon, imports what workers use, and then serves the
+control socket, a ``SOCK_SEQPACKET`` socketpair whose every record is one JSON object::
+
+    daemon -> zygote   {"op": "spawn", "id": 7, "cwd": ..., "env": {...}, "log": ...}
+                       with the worker's channel fd attached (SCM_RIGHTS)
+    zygote -> daemon   {"op": "ready", "pid": P, "warm_up_s": 0.31}
+    zygote -> daemon   {"op": "spawned", "id": 7, "pid": W, "start_ticks": T}
+    zygote -> daemon   {"op": "error", "id": 7, "error": "one sentence"}
+    zygote -> daemon   {"op": "exited", "pid": W, "returncode": 0}
+
+``start_ticks`` is the worker's start in clock ticks since boot (``/proc/PID/stat``), which
+the daemon turns into a ``ProcessIdentity``; ``returncode`` is negative for a signal, as in
+``subprocess``. "spawned" is sent only once the worker leads its own session (so the
+daemon's ``killpg`` reaches it), and always before its "exited". The zygote exits when the
+daemon closes the socket; it ignores SIGTERM and SIGINT, so that a signal meant for the
+whole service (``KillMode=control-group``, a terminal's ^C) cannot kill it, and with it
+every worker, before the daemon has given them their grace period.
+
+Why no event loop here: a fork from inside a running asyncio loop hands the child the
+parent's selector, self-pipe and signal wake-up fd. The zygote waits with ``selectors`` and
+learns of its children's exits through ``signal.set_wakeup_fd``; it may ``waitpid(-1)``
+because every child it has is a worker it forked (the daemon itself never does).
+
+The death chain: the daemon dies -> the zygote gets its parent-death signal and kills its
+own group (itself, and a worker forked a moment ago that has not left it yet) -> each
+worker's parent has died, so each gets its own parent-death signal and kills its group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import importlib
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, NoReturn
+
+from swarmd.shim import arm_parent_death
+
+PRELOADED_MODULES = (
+    "asyncio",
+    "concurrent.futures.thread",
+    "ssl",
+    "httpx",
+    # httpx imports its transport's stack on the first client, and that stack picks its
+    # async backend on the first request: both would otherwise be paid by every worker.
+    "httpcore",
+    "anyio",
+    "anyio._backends._asyncio",
+    "certifi",
+    "swarmd.worker",
+    "swarmd.agents.echo",
+    "swarmd.agents.command",
+    "swarmd.agents.llm",
+    "swarmd.agents.planner",
+    "swarmd.agents.verify",
+    "swarmd.llm",
+    "swarmd.outputs",
+)
+"""What workers import, imported once here so that forked workers find it loaded."""
+
+MAX_RECORD_BYTES = 1024 * 1024
+"""The largest control record read; a spawn request is a few kB (mostly the environment)."""
+
+WORKER_PROCESS_NAME = b"swarmd-worker"
+"""A forked worker's command line is the zygote's: ``ps -o comm`` tells them apart."""
+
+INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE: the forked child failed before or around the worker
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """One control record."""
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def decode(record: bytes) -> dict[str, Any]:
+    """One control record back into a message; ``ValueError`` if it is not a JSON object."""
+    message = json.loads(record)
+    if not isinstance(message, dict):
+        raise ValueError("a control record was not a JSON object")
+    return message
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnRequest:
+    """A "spawn" message, checked."""
+
+    id: int
+    cwd: str
+    env: dict[str, str]
+    log: str
+
+    @classmethod
+    def from_message(cls, message: Mapping[str, Any]) -> SpawnRequest:
+        env = message.get("env")
+        fields = (message.get("id"), message.get("cwd"), message.get("log"))
+        if (
+            message.get("op") != "spawn"
+            or not isinstance(fields[0], int)
+            or not all(isinstance(field, str) for field in fields[1:])
+            or not isinstance(env, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+        ):
+            raise ValueError(f"not a valid spawn request: {message!r:.200}")
+        return cls(id=fields[0], cwd=str(fields[1]), env=dict(env), log=str(fields[2]))
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+_Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers
+
+
+class Zygote:
+    """The warm process's loop: fork a worker per request, report each one's exit.
+
+    ``worker_handlers`` are the stop signals' handlers a worker starts with: the ones this
+    process was started with, as an exec'd worker would have them.
+    """
+
+    def __init__(self, control: socket.socket, worker_handlers: dict[int, _Handler]) -> None:
+        self._control = control
+        self._worker_handlers = worker_handlers
+        self._selector = selectors.DefaultSelector()
+        self._wakeup_read, self._wakeup_write = os.pipe()
+        for fd in (self._wakeup_read, self._wakeup_write):
+            os.set_blocking(fd, False)
+        self._children: set[int] = set()
+
+    def serve(self) -> int:
+        """Serve until the daemon closes the control socket; the exit status of the zygote."""
+        # The handler does nothing: its C half writes to the wake-up fd, which ends select().
+        signal.signal(signal.SIGCHLD, _ignore_signal)
+        signal.set_wakeup_fd(self._wakeup_write, warn_on_full_buffer=False)
+        self._selector.register(self._control, selectors.EVENT_READ)
+        self._selector.register(self._wakeup_read, selectors.EVENT_READ)
+        try:
+            while True:
+                for key, _ in self._selector.select():
+                    if key.fileobj is self._wakeup_read:
+                        self._drain_wakeups()
+                    elif not self.handle_request():
+                        return 0
+                self.reap_children()
+        except ConnectionError:
+            return 0  # the daemon is gone; our parent-death signal is on its way
+        finally:
+            signal.set_wakeup_fd(-1)
+
+    def announce_ready(self, warm_up_s: float) -> None:
+        self._send({"op": "ready", "pid": os.getpid(), "warm_up_s": round(warm_up_s, 3)})
+
+    def handle_request(self) -> bool:
+        """Read one record and act on it; ``False`` at the end of the stream."""
+        data, fds, flags, _ = socket.recv_fds(self._control, MAX_RECORD_BYTES, 4)
+        if not data and not fds:
+            return False
+        try:
+            if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+                raise ValueError("a control record was truncated")
+            request = SpawnRequest.from_message(decode(data))
+            if len(fds) != 1:
+                raise ValueError("a spawn request came without exactly one channel fd")
+        except ValueError as exc:
+            _close_all(fds)
+            self._send({"op": "error", "id": _request_id(data), "error": str(exc)})
+            return True
+        try:
+            pid = self.fork_worker(request, fds[0])
+        except OSError as exc:
+            self._send({"op": "error", "id": request.id, "error": _spawn_failure(request, exc)})
+            return True
+        finally:
+            _close_all(fds)
+        self._children.add(pid)
+        try:
+            # Read while the child cannot have been reaped (only we reap it): the pid is its.
+            started = start_ticks(pid)
+        except (OSError, ValueError, IndexError) as exc:
+            os.killpg(pid, signal.SIGKILL)  # a worker the daemon cannot identify must not run
+            self._send({"op": "error", "id": request.id, "error": f"cannot read {pid}: {exc}"})
+            return True
+        self._send({"op": "spawned", "id": request.id, "pid": pid, "start_ticks": started})
+        return True
+
+    def fork_worker(self, request: SpawnRequest, channel_fd: int) -> int:
+        """Fork a worker for ``request``; return once it leads its own session."""
+        # Opened here rather than in the child, so that a bad path is reported as an error.
+        log_fd = os.open(request.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        cwd_fd = -1
+        try:
+            cwd_fd = os.open(request.cwd, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            settled_read, settled_write = os.pipe()
+            # Objects made since the last fork are frozen too, so the child's collections
+            # never write to pages it shares with us (copy-on-write would copy them).
+            gc.freeze()
+            pid = os.fork()
+            if pid == 0:
+                self._become_worker(request, channel_fd, log_fd, cwd_fd, settled_write)
+            os.close(settled_write)
+            # The child closes its end once it has left our session: until then a killpg of
+            # its pid would find no such group, and the daemon's signal would be lost.
+            with contextlib.suppress(OSError):
+                os.read(settled_read, 1)
+            os.close(settled_read)
+            return pid
+        finally:
+            os.close(log_fd)
+            if cwd_fd >= 0:
+                os.close(cwd_fd)
+
+    def reap_children(self) -> None:
+        """Report every child that has exited."""
+        while self._children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self._children.clear()
+                return
+            if pid == 0:
+                return
+            self._children.discard(pid)
+            returncode = os.waitstatus_to_exitcode(status)
+            self._send({"op": "exited", "pid": pid, "returncode": returncode})
+
+    def _drain_wakeups(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wakeup_read, 4096):
+                pass
+
+    def _send(self, message: Mapping[str, Any]) -> None:
+        self._control.sendall(encode(message))
+
+    def _become_worker(
+        self,
+        request: SpawnRequest,
+        channel_fd: int,
+        log_fd: int,
+        cwd_fd: int,
+        settled_write: int,
+    ) -> NoReturn:
+        """In the forked child: become a worker, as ``python -m swarmd.worker`` would."""
+        code = INTERNAL_ERROR_EXIT
+        try:
+            zygote_pid = os.getppid()
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for signum, handler in self._worker_handlers.items():
+                signal.signal(signum, handler)
+            os.setsid()
+            arm_parent_death(zygote_pid)
+            os.close(settled_write)
+            self._selector.close()
+            self._control.close()
+            os.close(self._wakeup_read)
+            os.close(self._wakeup_write)
+            _redirect_output(log_fd)
+            os.fchdir(cwd_fd)
+            # Every fd but 0-2 and the channel goes: the zygote's log, other requests'
+            # channel fds, the cwd fd. None of them belongs to a Python object any more.
+            os.closerange(3, channel_fd)
+            os.closerange(channel_fd + 1, os.sysconf("SC_OPEN_MAX"))
+            os.environ.clear()
+            os.environ.update(request.env)
+            _name_process(WORKER_PROCESS_NAME)
+            gc.enable()
+            code = _run_worker(channel_fd)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(BaseException):
+                    stream.flush()
+            os._exit(code)
+
+
+def _run_worker(channel_fd: int) -> int:
+    import asyncio
+
+    from swarmd.worker import serve
+
+    return asyncio.run(serve(channel_fd))
+
+
+def _redirect_output(log_fd: int) -> None:
+    null_fd = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null_fd, 0)
+    os.close(null_fd)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+
+
+def _name_process(name: bytes) -> None:
+    with contextlib.suppress(OSError), open("/proc/self/comm", "wb") as comm:
+        comm.write(name)
+
+
+def _ignore_signal(signum: int, frame: object) -> None:
+    del signum, frame
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _request_id(data: bytes) -> int | None:
+    try:
+        value = decode(data).get("id")
+    except ValueError:
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _spawn_failure(request: SpawnRequest, exc: OSError) -> str:
+    if exc.filename == request.log:
+        return f"cannot open the log file {request.log}: {exc.strerror}"
+    if exc.filename == request.cwd:
+        reason = exc.strerror
+        return f"cannot start a worker: working directory {request.cwd} is unusable ({reason})"
+    return f"cannot fork a worker: {exc.strerror or exc}"
+
+
+def start_ticks(pid: int) -> int:
+    """When ``pid`` started, in clock ticks since boot: exact, and immune to clock changes."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        # The name (field 2) may hold spaces and parentheses: count from the last ")".
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    return int(fields[19])  # field 22 of proc(5); the split starts at field 3
+
+
+def preload(modules: tuple[str, ...] = PRELOADED_MODULES) -> None:
+    """Import ``modules`` now, so that forked workers find them loaded."""
+    for name in modules:
+        importlib.import_module(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="swarmd.forkserver")
+    parser.add_argument("--parent", type=int, required=True)
+    parser.add_argument("--control-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    arm_parent_death(args.parent)
+    worker_handlers: dict[int, _Handler] = {}
+    for signum in STOP_SIGNALS:
+        # None: a handler installed outside Python, which cannot be put back from here.
+        if (handler := signal.getsignal(signum)) is not None:
+            worker_handlers[signum] = handler
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    # Collections leave freed holes in pages the children share; the zygote allocates
+    # little, and what it does is frozen before each fork.
+    gc.disable()
+    began = time.monotonic()
+    control = socket.socket(fileno=args.control_fd)
+    control.setblocking(True)
+    preload()
+    gc.freeze()
+    zygote = Zygote(control, worker_handlers)
+    try:
+        zygote.announce_ready(time.monotonic() - began)
+    except ConnectionError:
+        return 0
+    return zygote.serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
