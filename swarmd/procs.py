@@ -123,6 +123,11 @@ class WorkerProcess(Protocol):
     def argv(self) -> tuple[str, ...]: ...
     @property
     def returncode(self) -> int | None: ...
+    @property
+    def lost_with_spawner(self) -> bool:
+        """True when the worker died because whatever started it (the fork server) died."""
+        ...
+
     async def wait(self) -> int: ...
     def signal_group(self, sig: int) -> bool: ...
     def tree_rss_bytes(self) -> int: ...
@@ -153,6 +158,7 @@ class GroupLeader:
         self.pgid = identity.pid
         self.identity = identity
         self.started_at = started_at
+        self.lost_with_spawner = False
 
     def signal_group(self, sig: int) -> bool:
         """Send ``sig`` to the whole group; ``False`` when the group is gone.

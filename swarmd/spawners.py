@@ -268,6 +268,7 @@ class Zygote:
         for worker in self._workers.values():
             with contextlib.suppress(ProcessError):
                 worker.signal_group(signal.SIGKILL)
+            worker.lost_with_spawner = True
             worker.set_returncode(-signal.SIGKILL)
         self._report_loss(reason)
         self._workers.clear()

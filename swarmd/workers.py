@@ -198,6 +198,9 @@ class WorkerSession:
                 details,
                 retryable=bool(result.get("retryable", True)),
             )
+        if self.proc is not None and self.proc.lost_with_spawner:
+            # swarmd's own failure, not the task's: requeue it without burning an attempt.
+            return Verdict(ExitReason.INTERRUPTED, "the fork server stopped", details)
         code = self.returncode if self.returncode is not None else -1
         reason = ExitReason.SIGNAL if code < 0 else ExitReason.EXIT_CODE
         return Verdict(reason, f"the worker died with {describe_exit(code)}", details)

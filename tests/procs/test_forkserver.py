@@ -182,6 +182,7 @@ async def test_zygote_death_takes_its_workers_and_their_children_with_it(
     for proc, channel, _ in started:
         async with asyncio.timeout(PROCESS_TIMEOUT):
             assert await proc.wait() == -signal.SIGKILL
+        assert proc.lost_with_spawner
         with pytest.raises(ChannelClosed):
             async with asyncio.timeout(PROCESS_TIMEOUT):
                 while True:
