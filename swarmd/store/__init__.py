@@ -4,7 +4,9 @@
 Inside: ``schema`` (migrations), ``queries`` (the SQL, by name), ``database`` (connection,
 transactions, error translation), ``transitions`` (the checked state changes and their
 effects along the dependency graph), ``dag`` (validating new task graphs), ``reads`` (the
-read-only verbs), ``rows`` (rows to models) and ``backoff`` (retry delays).
+read-only verbs), ``ticket_writes`` (submit, add tasks, cancel, retry), ``rows`` (rows to
+models), ``backoff`` (retry delays), ``stats`` (figures for status and metrics) and
+``backup`` (online backup, checks and restore).
 """
 
 from swarmd.store.store import Store
