@@ -149,14 +149,6 @@ class Settings(BaseSettings):
         return self.home / "logs" / "swarmd.jsonl"
 
     @property
-    def work_dir(self) -> Path:
-        return self.home / "work"
-
-    @property
-    def outputs_dir(self) -> Path:
-        return self.home / "outputs"
-
-    @property
     def agents_path(self) -> Path:
         return self.agents_file or self.home / "agents.toml"
 

@@ -121,9 +121,6 @@ class WorkerLauncher:
     def model_chain(self, task: Task, agent: AgentDef) -> tuple[str, ...]:
         return task.model or agent.model or self._settings.model_chain
 
-    def timeout_for(self, job: Job) -> float:
-        return max(0.0, job.deadline - self._clock())
-
     async def launch(self, claimed: ClaimedTask) -> WorkerSession:
         """Build the job and start its worker; raises ``ProcessError`` if it cannot start."""
         job = self.build_job(claimed)

@@ -203,7 +203,6 @@ TASKS_OF_TICKET = f"SELECT {TASK_COLUMNS} FROM tasks WHERE ticket_id = ? ORDER B
 
 TASK_BY_NAME = f"SELECT {TASK_COLUMNS} FROM tasks WHERE ticket_id = ? AND name = ?"
 
-TASK_BY_ID = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?"
 
 TASKS_BY_IDS = f"""
     SELECT {TASK_COLUMNS} FROM tasks WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id
