@@ -20,7 +20,7 @@ from typing import Any
 from swarmd import __version__
 from swarmd.agents.registry import AgentRegistry, load_agent_registry
 from swarmd.broker import BrokerService, grantable_env, llm_job_settings
-from swarmd.config import Settings
+from swarmd.config import OFFLINE_MODEL, Settings
 from swarmd.delivery import DeliveryBuilder
 from swarmd.errors import DaemonRunningError, EnvironmentProblem, StoreError, SwarmdError
 from swarmd.gate import GateDecision, HostProbe, SpawnGate
@@ -241,7 +241,7 @@ async def _serve_locked(
         models=list(settings.model_chain),
         only_ticket=only_ticket,
     )
-    if settings.model_chain == ("echo/echo",):
+    if settings.model_chain == (OFFLINE_MODEL,):
         log.info("offline_model", detail="no provider is configured: llm tasks use echo/echo")
     try:
         # The fork server is closed (and awaited) only once the supervisor has stopped and
@@ -310,7 +310,7 @@ async def metrics_exporter(
     if settings.metrics_port is None and settings.metrics_textfile is None:
         yield None
         return
-    collector = MetricsCollector(store, StoreStats(store._db), gate_holds=gate_holds)
+    collector = MetricsCollector(store, StoreStats(store.database), gate_holds=gate_holds)
     exporter = MetricsExporter(
         collector,
         interval=METRICS_INTERVAL_SECONDS,

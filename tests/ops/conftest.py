@@ -48,7 +48,7 @@ async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
 @pytest.fixture
 def stats(store: Store, clock: FakeClock) -> StoreStats:
     # Until Store grows its accessor, the stats read the store's own connection.
-    return StoreStats(store._db, clock=clock)
+    return StoreStats(store.database, clock=clock)
 
 
 async def run_attempt(

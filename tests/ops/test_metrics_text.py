@@ -51,7 +51,7 @@ def value(found: dict[str, list[Sample]], family: str, **labels: str) -> float:
 
 
 async def collect(store: Store, clock: FakeClock, holds: GateHoldCounter | None = None) -> str:
-    stats = StoreStats(store._db, clock=clock)
+    stats = StoreStats(store.database, clock=clock)
     collector = MetricsCollector(store, stats, gate_holds=holds, clock=clock)
     return await collector.collect()
 
@@ -101,7 +101,7 @@ async def test_duration_histogram_buckets_are_cumulative(store: Store, clock: Fa
 async def test_each_attempt_is_counted_once_across_collections(
     store: Store, clock: FakeClock
 ) -> None:
-    collector = MetricsCollector(store, StoreStats(store._db, clock=clock))
+    collector = MetricsCollector(store, StoreStats(store.database, clock=clock))
     await run_attempt(store, clock, 1.0, name="a")
     await collector.collect()
     await collector.collect()
@@ -154,7 +154,7 @@ async def test_endpoint_serves_the_text_written_to_the_textfile(
     await run_attempt(store, clock, 1.0)
     textfile = tmp_path / "swarmd.prom"
     exporter = MetricsExporter(
-        MetricsCollector(store, StoreStats(store._db, clock=clock)), textfile=textfile, port=0
+        MetricsCollector(store, StoreStats(store.database, clock=clock)), textfile=textfile, port=0
     )
     await exporter.start()
     try:
@@ -183,7 +183,7 @@ async def test_refresh_replaces_the_textfile_with_new_counts(
 ) -> None:
     textfile = tmp_path / "swarmd.prom"
     exporter = MetricsExporter(
-        MetricsCollector(store, StoreStats(store._db, clock=clock)), textfile=textfile
+        MetricsCollector(store, StoreStats(store.database, clock=clock)), textfile=textfile
     )
     await exporter.start()
     before = value(samples(textfile.read_text()), "swarmd_attempts", exit_reason="ok")
@@ -202,7 +202,7 @@ async def test_exporter_run_refreshes_on_its_interval_until_cancelled(
 ) -> None:
     textfile = tmp_path / "swarmd.prom"
     exporter = MetricsExporter(
-        MetricsCollector(store, StoreStats(store._db, clock=clock)),
+        MetricsCollector(store, StoreStats(store.database, clock=clock)),
         textfile=textfile,
         interval=0.01,
     )
@@ -257,12 +257,14 @@ def test_textfile_readers_never_see_a_partial_file(tmp_path: Path) -> None:
 async def test_port_in_use_fails_the_start_with_one_sentence(
     store: Store, clock: FakeClock
 ) -> None:
-    first = MetricsExporter(MetricsCollector(store, StoreStats(store._db, clock=clock)), port=0)
+    first = MetricsExporter(
+        MetricsCollector(store, StoreStats(store.database, clock=clock)), port=0
+    )
     await first.start()
     try:
         assert first.address is not None
         second = MetricsExporter(
-            MetricsCollector(store, StoreStats(store._db, clock=clock)), port=first.address[1]
+            MetricsCollector(store, StoreStats(store.database, clock=clock)), port=first.address[1]
         )
         try:
             await second.start()
