@@ -28,7 +28,7 @@ from swarmd.launcher import HomeLayout, LaunchSettings, WorkerLauncher
 from swarmd.logs import get_logger
 from swarmd.metrics import GateHoldCounter, MetricsCollector, MetricsExporter
 from swarmd.models import TicketState
-from swarmd.notify import SystemdNotifier
+from swarmd.notify import SystemdNotifier, watchdog_interval
 from swarmd.procs import scrub_environment
 from swarmd.spawners import ExecSpawner, ForkServer, WorkerSpawner
 from swarmd.store import Store
@@ -227,8 +227,9 @@ async def _serve_locked(
             max_workers=settings.max_concurrent_workers,
             memory_limit_bytes=memory_limit * 2**20 if memory_limit else None,
             hung_seconds=settings.worker_hung_seconds,
-            heartbeat_seconds=min(2.0, settings.worker_heartbeat_seconds),
+            heartbeat_seconds=heartbeat_interval(settings, base_env),
             only_ticket=only_ticket,
+            default_max_attempts=settings.max_attempts,
         ),
         stop=stop,
         hooks=DaemonHooks(store, notifier, broker, deliveries, gate_holds),
@@ -255,6 +256,15 @@ async def _serve_locked(
         await store.close()
         log.info("daemon_stopped", pid=os.getpid())
     return supervisor.finished_state
+
+
+def heartbeat_interval(settings: Settings, base_env: Mapping[str, str]) -> float:
+    """How often the loop heartbeats (and pings systemd's watchdog): at most every 2 s, and
+    at least twice per ``WatchdogSec`` when systemd sets a shorter one."""
+    watchdog = watchdog_interval(
+        base_env.get("WATCHDOG_USEC"), base_env.get("WATCHDOG_PID"), os.getpid()
+    )
+    return min(2.0, settings.worker_heartbeat_seconds, watchdog or 2.0)
 
 
 def worker_spawner(settings: Settings, base_env: Mapping[str, str]) -> WorkerSpawner:

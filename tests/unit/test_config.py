@@ -66,3 +66,12 @@ def test_masked_settings_never_show_the_key(monkeypatch: pytest.MonkeyPatch) -> 
 def test_home_follows_systemd_state_directory(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/swarmd:/var/lib/other")
     assert default_home() == Path("/var/lib/swarmd")
+
+
+def test_heartbeat_follows_a_short_systemd_watchdog() -> None:
+    from swarmd.daemon import heartbeat_interval
+
+    settings = load_settings()
+    assert heartbeat_interval(settings, {}) == 2.0
+    assert heartbeat_interval(settings, {"WATCHDOG_USEC": "1000000"}) == 0.5
+    assert heartbeat_interval(settings, {"WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"}) == 2.0
