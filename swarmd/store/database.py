@@ -1,33 +1,53 @@
-"""The SQLite connection: setup, migrations, transactions, and translating SQLite's errors.
+"""The SQLite connections: setup, migrations, transactions, and translating SQLite's errors.
 
-One ``aiosqlite`` connection in autocommit mode carries every statement; an ``asyncio.Lock``
-serialises whole transactions on it, because a second coroutine's statements would
-otherwise land inside the first one's transaction. Writes run in ``BEGIN IMMEDIATE``
-transactions so the write lock is taken up front: a deferred transaction that later
-upgrades to a writer fails at once with "database is locked" instead of waiting.
+A verb of the store is one synchronous function over a ``Transaction``, run whole, in one
+of two places:
+
+- **inline**, on the event loop's own thread, when the verb's work is small and bounded
+  (a claim, closing an attempt, a heartbeat, a lookup by key) and the write lock is free at
+  once: ``BEGIN IMMEDIATE`` on a connection whose busy timeout is zero either gets the lock
+  or fails at once. Such a verb is ~100 us of SQLite work with no thread hand-off.
+- **on the store's thread** otherwise: a large verb (a 10,000-task submit, a listing), or
+  any verb that found the write lock taken. There it waits up to ``busy_timeout`` for
+  another process's writer without stalling the loop.
+
+Why not one thread hop per statement (aiosqlite's model): each statement then costs a
+hand-off to a thread and back (~70 us on a small VPS), a claim or a completion is five or
+more statements, and the hand-offs were most of a verb's time. A transaction that runs in
+one call also can never be held open across an ``await``.
+
+The inline connection never checkpoints the write-ahead log itself (a checkpoint syncs the
+file to disk); every ``CHECKPOINT_EVERY`` inline writes, a ``RESTART`` checkpoint runs on
+the store's thread instead. It holds off writers while it copies the log into the file, so
+the next write starts the log over and it stays small; inline verbs that meet it take the
+write lock as taken and queue on the thread behind it. (A passive checkpoint never catches
+up with a loop that keeps writing, and the log then grows without end.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import dataclasses
+import functools
 import json
 import sqlite3
+import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from swarmd.errors import StoreError
 from swarmd.store import queries
 from swarmd.store.schema import LATEST_VERSION, MIGRATIONS
 
 BUSY_TIMEOUT_MS = 5000
+CHECKPOINT_EVERY = 256  # inline write transactions between two checkpoints
+CHECKPOINT_WAIT_MS = 200  # how long a checkpoint waits for other processes' readers
 
 _PRAGMAS = (
-    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
     "PRAGMA synchronous = NORMAL",
     "PRAGMA foreign_keys = ON",
 )
@@ -35,6 +55,292 @@ _PRAGMAS = (
 # Programming and constraint errors are bugs in swarmd, not a property of the file: they
 # keep their own type so they surface with a traceback instead of as a user-facing sentence.
 _BUG_ERRORS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+
+T = TypeVar("T")
+
+
+class Transaction:
+    """Statements run inside one transaction, synchronously, on one connection.
+
+    Event rows are collected and written together, in one ``executemany``, just before the
+    transaction ends.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._events: list[tuple[float, int | None, int | None, str, str]] = []
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Run one statement and return all its rows."""
+        return self._conn.execute(sql, params).fetchall()
+
+    def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
+        return row
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run one statement whose rows, if any, are not needed."""
+        self._conn.execute(sql, params)
+
+    def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement once per row of parameters."""
+        self._conn.executemany(sql, rows)
+
+    def add_event(
+        self,
+        at: float,
+        kind: str,
+        *,
+        ticket_id: int | None = None,
+        task_id: int | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Queue one row for the event log."""
+        self._events.append((at, ticket_id, task_id, kind, json.dumps(detail or {})))
+
+    def flush(self) -> None:
+        """Write the queued event rows now."""
+        if self._events:
+            events, self._events = self._events, []
+            self._conn.executemany(queries.INSERT_EVENT, events)
+
+
+class _Abandoned(Exception):
+    """Raised on the store's thread to roll back a transaction whose caller was cancelled."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Mode:
+    """How a body's statements are wrapped, and whether they may write."""
+
+    begin: str | None  # None: each statement is a transaction of its own
+    end: str
+    writes: bool
+
+
+_WRITE = _Mode("BEGIN IMMEDIATE", "COMMIT", writes=True)
+_SNAPSHOT = _Mode("BEGIN", "ROLLBACK", writes=False)
+_STATEMENTS = _Mode(None, "", writes=False)
+_STATEMENT_WRITE = _Mode(None, "", writes=True)
+
+
+class _LockTaken:
+    """What an inline attempt returns when another connection holds the write lock."""
+
+
+_LOCK_TAKEN = _LockTaken()
+
+
+def _transact(
+    conn: sqlite3.Connection,
+    body: Callable[[Transaction], T],
+    mode: _Mode,
+    abandoned: Callable[[], bool] = lambda: False,
+) -> T:
+    """Run ``body`` as ``mode`` says; roll back on any exception."""
+    if mode.begin is not None:
+        conn.execute(mode.begin)
+    try:
+        txn = Transaction(conn)
+        result = body(txn)
+        txn.flush()
+        if abandoned():
+            raise _Abandoned
+        if mode.begin is not None:
+            conn.execute(mode.end)
+    except BaseException:
+        if mode.begin is not None:
+            rollback(conn)
+        raise
+    return result
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
+
+
+class Database:
+    """The connections to one database file, and the thread that runs its long verbs.
+
+    ``inline`` is used only on the event loop's thread, ``worker`` only on the store's
+    thread, ``probe`` only for ``PRAGMA data_version``.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        inline: sqlite3.Connection,
+        worker: sqlite3.Connection,
+        probe: sqlite3.Connection,
+        executor: concurrent.futures.ThreadPoolExecutor,
+    ) -> None:
+        self.path = path
+        self._inline = inline
+        self._worker = worker
+        self._probe = probe
+        self._executor = executor
+        self._inline_writes = 0
+        self._checkpoint: concurrent.futures.Future[None] | None = None
+        self._closed = False
+
+    @classmethod
+    async def connect(cls, path: Path) -> Database:
+        """Open (creating if needed) and migrate the database at ``path``."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the directory {path.parent}: {exc.strerror}") from exc
+        executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="swarmd-store"
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            inline, worker, probe = await loop.run_in_executor(executor, _open_connections, path)
+        except BaseException as exc:
+            executor.shutdown(wait=False)
+            if error := as_store_error(path, exc):
+                raise error from exc
+            raise
+        return cls(path, inline=inline, worker=worker, probe=probe, executor=executor)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._probe.close()
+        self._inline.close()
+        # Queued behind whatever the thread still has to do; the last connection to close
+        # checkpoints the write-ahead log into the file.
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._worker.close)
+        self._executor.shutdown(wait=False)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"the store for {self.path} is already closed")
+
+    def data_version(self) -> int:
+        self._check_open()
+        try:
+            row = self._probe.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(describe_failure(self.path, exc)) from exc
+        return int(row[0])
+
+    async def write(self, body: Callable[[Transaction], T], *, inline: bool = False) -> T:
+        """Run ``body`` in a ``BEGIN IMMEDIATE`` transaction: committed if it returns, rolled
+        back if it raises. ``inline`` marks small, bounded work (see the module docstring)."""
+        return await self._run(body, _WRITE, inline=inline)
+
+    async def read(
+        self, body: Callable[[Transaction], T], *, snapshot: bool = False, inline: bool = False
+    ) -> T:
+        """Run ``body``, which only reads; with ``snapshot``, its statements all see one
+        consistent state."""
+        return await self._run(body, _SNAPSHOT if snapshot else _STATEMENTS, inline=inline)
+
+    async def write_one(
+        self, sql: str, params: Sequence[Any] = (), *, inline: bool = True
+    ) -> list[sqlite3.Row]:
+        """Run a single write statement, a transaction of its own."""
+        return await self._run(lambda txn: txn.fetch(sql, params), _STATEMENT_WRITE, inline=inline)
+
+    async def _run(self, body: Callable[[Transaction], T], mode: _Mode, *, inline: bool) -> T:
+        self._check_open()
+        try:
+            if inline:
+                result = self._try_inline(body, mode)
+                if not isinstance(result, _LockTaken):
+                    return result
+            return await self._on_thread(body, mode)
+        except sqlite3.Error as exc:
+            if error := as_store_error(self.path, exc):
+                raise error from exc
+            raise
+
+    def _try_inline(self, body: Callable[[Transaction], T], mode: _Mode) -> T | _LockTaken:
+        try:
+            result = _transact(self._inline, body, mode)
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                return _LOCK_TAKEN
+            raise
+        if mode.writes:
+            self._count_inline_write()
+        return result
+
+    def _count_inline_write(self) -> None:
+        self._inline_writes += 1
+        if self._inline_writes < CHECKPOINT_EVERY:
+            return
+        if self._checkpoint is None or self._checkpoint.done():
+            self._inline_writes = 0
+            # Not awaited: a concurrent future's ``done()`` needs no turn of the loop, and
+            # ``close`` runs on the same thread after it.
+            self._checkpoint = self._executor.submit(_checkpoint, self._worker)
+
+    async def _on_thread(self, body: Callable[[Transaction], T], mode: _Mode) -> T:
+        abandon = threading.Event()
+        job = functools.partial(_transact, self._worker, body, mode, abandon.is_set)
+        future = asyncio.get_running_loop().run_in_executor(self._executor, job)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The thread cannot be stopped mid-statement: have it roll back instead of
+            # committing, and leave only once it is done with the connection.
+            abandon.set()
+            with suppress(Exception):
+                await future
+            raise
+
+
+def _open_connections(
+    path: Path,
+) -> tuple[sqlite3.Connection, sqlite3.Connection, sqlite3.Connection]:
+    """The worker connection (migrating the file), then the inline one and the probe."""
+    opened: list[sqlite3.Connection] = []
+    try:
+        worker = _connect(path, busy_timeout_ms=BUSY_TIMEOUT_MS, opened=opened)
+        _enable_wal(worker)
+        _migrate(worker, path)
+        inline = _connect(path, busy_timeout_ms=0, opened=opened)
+        # Checkpoints sync the file to disk: they run on the store's thread, not inline.
+        inline.execute("PRAGMA wal_autocheckpoint = 0")
+        # A separate connection only for PRAGMA data_version: it changes whenever any
+        # *other* connection commits, this store's own two included.
+        probe = _connect(path, busy_timeout_ms=BUSY_TIMEOUT_MS, opened=opened)
+    except BaseException:
+        for conn in opened:
+            conn.close()
+        raise
+    return inline, worker, probe
+
+
+def _connect(
+    path: Path, *, busy_timeout_ms: int, opened: list[sqlite3.Connection]
+) -> sqlite3.Connection:
+    # Each connection is used by one thread at a time; the inline one is made here, on the
+    # store's thread, and used on the loop's.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    opened.append(conn)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    for pragma in _PRAGMAS:
+        conn.execute(pragma)
+    return conn
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    # The checkpoint keeps writers out while it waits for readers, so it waits only
+    # briefly; one that cannot finish (a reader of another process holds an old snapshot)
+    # or fails is simply tried again after the next batch of writes.
+    conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
+    try:
+        with suppress(sqlite3.Error):
+            conn.execute("PRAGMA wal_checkpoint(RESTART)")
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 def describe_failure(path: Path, exc: sqlite3.Error) -> str:
@@ -62,194 +368,18 @@ def as_store_error(path: Path, exc: BaseException) -> StoreError | None:
     return None
 
 
-class Transaction:
-    """Statements run inside one transaction.
-
-    Writes whose results the verb does not need (closing an attempt, moving a task whose
-    state was read in this transaction, event rows) are deferred: they are sent together,
-    in one trip to aiosqlite's thread, before the next statement that needs an answer or
-    before ``COMMIT``. Each trip costs a thread hand-off, which is most of a verb's time.
-    """
-
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
-        self._deferred: list[tuple[str, Sequence[Any]]] = []
-        self._events: list[tuple[float, int | None, int | None, str, str]] = []
-
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        """Run one statement, after any deferred ones, and return all its rows."""
-        await self.flush()
-        return list(await self._conn.execute_fetchall(sql, params))
-
-    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        rows = await self.fetch(sql, params)
-        return rows[0] if rows else None
-
-    async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run one statement once per row of parameters, in a single trip to SQLite."""
-        await self.flush()
-        await self._conn.executemany(sql, rows)
-
-    def defer(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """Queue a write that no other deferred write depends on; see the class docstring."""
-        self._deferred.append((sql, params))
-
-    def add_event(
-        self,
-        at: float,
-        kind: str,
-        *,
-        ticket_id: int | None = None,
-        task_id: int | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        """Queue one row for the event log."""
-        self._events.append((at, ticket_id, task_id, kind, json.dumps(detail or {})))
-
-    async def flush(self) -> None:
-        """Send every deferred write now, together, and wait for all of them."""
-        if not self._deferred and not self._events:
-            return
-        deferred, self._deferred = self._deferred, []
-        events, self._events = self._events, []
-        # The writes are independent, so the order aiosqlite runs them in does not matter;
-        # every one of them has finished before this returns, failed or not.
-        writes: list[Awaitable[object]] = [
-            self._conn.execute_fetchall(sql, params) for sql, params in deferred
-        ]
-        if events:
-            writes.append(self._conn.executemany(queries.INSERT_EVENT, events))
-        results = await asyncio.gather(*writes, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-
-
-class Database:
-    """The open connection to one database file, and the lock that serialises its use."""
-
-    def __init__(self, path: Path, conn: aiosqlite.Connection, probe: sqlite3.Connection) -> None:
-        self.path = path
-        self._conn = conn
-        self._probe = probe
-        self._lock = asyncio.Lock()
-        self._closed = False
-
-    @classmethod
-    async def connect(cls, path: Path) -> Database:
-        """Open (creating if needed) and migrate the database at ``path``."""
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the directory {path.parent}: {exc.strerror}") from exc
-        conn: aiosqlite.Connection | None = None
-        probe: sqlite3.Connection | None = None
-        try:
-            conn = await aiosqlite.connect(path, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            for pragma in _PRAGMAS:
-                await conn.execute_fetchall(pragma)
-            await enable_wal(conn)
-            await migrate(conn, path)
-            # A separate, synchronous connection only for PRAGMA data_version: it changes
-            # whenever any *other* connection commits, this store's own aiosqlite one included.
-            probe = sqlite3.connect(path, isolation_level=None)
-            probe.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        except BaseException as exc:
-            if probe is not None:
-                probe.close()
-            if conn is not None:
-                await conn.close()
-            if error := as_store_error(path, exc):
-                raise error from exc
-            raise
-        return cls(path, conn, probe)
-
-    async def close(self) -> None:
-        self._closed = True
-        self._probe.close()
-        async with self._lock:
-            await self._conn.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreError(f"the store for {self.path} is already closed")
-
-    def data_version(self) -> int:
-        self._check_open()
-        try:
-            row = self._probe.execute("PRAGMA data_version").fetchone()
-        except sqlite3.Error as exc:
-            raise StoreError(describe_failure(self.path, exc)) from exc
-        return int(row[0])
-
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[Transaction]:
-        """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any exception."""
-        self._check_open()
-        async with self._lock:
-            txn = Transaction(self._conn)
-            try:
-                await self._conn.execute_fetchall("BEGIN IMMEDIATE")
-                yield txn
-                await txn.flush()
-                await self._conn.execute_fetchall("COMMIT")
-            except BaseException as exc:
-                await self._rollback()
-                if error := as_store_error(self.path, exc):
-                    raise error from exc
-                raise
-
-    @asynccontextmanager
-    async def read(self, *, snapshot: bool = False) -> AsyncIterator[Transaction]:
-        """Statements that only read; with ``snapshot``, they all see one consistent state."""
-        self._check_open()
-        async with self._lock:
-            try:
-                if snapshot:
-                    await self._conn.execute_fetchall("BEGIN")
-                try:
-                    yield Transaction(self._conn)
-                finally:
-                    if snapshot:
-                        await self._rollback()
-            except BaseException as exc:
-                if error := as_store_error(self.path, exc):
-                    raise error from exc
-                raise
-
-    async def write_one(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        """Run a single write statement; in autocommit mode it is a transaction of its own."""
-        self._check_open()
-        async with self._lock:
-            try:
-                return list(await self._conn.execute_fetchall(sql, params))
-            except sqlite3.Error as exc:
-                if error := as_store_error(self.path, exc):
-                    raise error from exc
-                raise
-
-    async def _rollback(self) -> None:
-        await rollback(self._conn)
-
-
-async def rollback(conn: aiosqlite.Connection) -> None:
-    """Undo whatever transaction is open, including one a cancelled statement opens later.
-
-    A statement whose awaiting coroutine was cancelled still runs on aiosqlite's thread, in
-    order: a cancelled BEGIN may open its transaction after we gave up on it. ROLLBACK is
-    queued behind it and undoes it; with nothing to undo, SQLite's complaint is ignored.
-    """
+def rollback(conn: sqlite3.Connection) -> None:
+    """Undo whatever transaction is open; with nothing to undo, SQLite's complaint is ignored."""
     with suppress(sqlite3.OperationalError):
-        await conn.execute_fetchall("ROLLBACK")
+        conn.execute("ROLLBACK")
 
 
-async def enable_wal(conn: aiosqlite.Connection) -> None:
+def _enable_wal(conn: sqlite3.Connection) -> None:
     """Switch the file to write-ahead logging (a no-op once any connection has done so)."""
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     while True:
         try:
-            await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as exc:
             # Switching needs the write lock while the statement already holds a read
@@ -258,33 +388,32 @@ async def enable_wal(conn: aiosqlite.Connection) -> None:
             # until that one is done.
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
-        await asyncio.sleep(0.01)
+        time.sleep(0.01)
 
 
-async def migrate(conn: aiosqlite.Connection, path: Path) -> None:
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     """Bring the schema up to ``LATEST_VERSION``; refuse a file from a newer swarmd."""
-    version = await _user_version(conn)
+    version = _user_version(conn)
     _check_known_version(path, version)
     if version == LATEST_VERSION:
         return
-    await conn.execute_fetchall("BEGIN IMMEDIATE")
+    conn.execute("BEGIN IMMEDIATE")
     try:
         # Read again under the write lock: another process may have migrated meanwhile.
-        version = await _user_version(conn)
+        version = _user_version(conn)
         _check_known_version(path, version)
         for statements in MIGRATIONS[version:]:
             for statement in statements:
-                await conn.execute_fetchall(statement)
-        await conn.execute_fetchall(f"PRAGMA user_version = {LATEST_VERSION}")
-        await conn.execute_fetchall("COMMIT")
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {LATEST_VERSION}")
+        conn.execute("COMMIT")
     except BaseException:
-        await rollback(conn)
+        rollback(conn)
         raise
 
 
-async def _user_version(conn: aiosqlite.Connection) -> int:
-    rows = list(await conn.execute_fetchall("PRAGMA user_version"))
-    return int(rows[0][0])
+def _user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
 def _check_known_version(path: Path, version: int) -> None:

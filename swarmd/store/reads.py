@@ -34,103 +34,111 @@ class StoreReads:
         return self._db
 
     async def schema_version(self) -> int:
-        async with self._db.read() as txn:
-            row = await txn.fetch_one("PRAGMA user_version")
+        row = await self._db.read(lambda txn: txn.fetch_one("PRAGMA user_version"), inline=True)
         return int(row[0]) if row else 0
 
     def data_version(self) -> int:
         """A number that changes whenever another connection commits (this store's own
-        writes go through another connection, so they count too). Synchronous and cheap."""
+        writes go through other connections, so they count too). Synchronous and cheap."""
         return self._db.data_version()
 
     async def get_ticket(self, ticket_id: int) -> Ticket:
-        async with self._db.read(snapshot=True) as txn:
-            row = await txn.fetch_one(queries.TICKET_BY_ID, (ticket_id,))
+        def read(txn: Transaction) -> Ticket:
+            row = txn.fetch_one(queries.TICKET_BY_ID, (ticket_id,))
             if row is None:
                 raise NotFoundError(f"there is no ticket {ticket_id}")
-            counts = await txn.fetch(queries.TASK_COUNTS_OF_TICKET, (ticket_id,))
-        return ticket_from_row(row, {count["state"]: count["n"] for count in counts})
+            counts = txn.fetch(queries.TASK_COUNTS_OF_TICKET, (ticket_id,))
+            return ticket_from_row(row, {count["state"]: count["n"] for count in counts})
+
+        return await self._db.read(read, snapshot=True)
 
     async def list_tickets(
         self, *, state: TicketState | None = None, limit: int = 100
     ) -> list[Ticket]:
         """Tickets, newest first, each with its task counts."""
-        async with self._db.read(snapshot=True) as txn:
+
+        def read(txn: Transaction) -> list[Ticket]:
             if state is None:
-                rows = await txn.fetch(queries.TICKETS_NEWEST_FIRST, (limit,))
+                rows = txn.fetch(queries.TICKETS_NEWEST_FIRST, (limit,))
             else:
-                rows = await txn.fetch(queries.TICKETS_IN_STATE_NEWEST_FIRST, (state.value, limit))
+                rows = txn.fetch(queries.TICKETS_IN_STATE_NEWEST_FIRST, (state.value, limit))
             ids = json.dumps([row["id"] for row in rows])
             counts: dict[int, dict[str, int]] = {row["id"]: {} for row in rows}
-            for count in await txn.fetch(queries.TASK_COUNTS_OF_TICKETS, (ids,)):
+            for count in txn.fetch(queries.TASK_COUNTS_OF_TICKETS, (ids,)):
                 counts[count["ticket_id"]][count["state"]] = count["n"]
-        return [ticket_from_row(row, counts[row["id"]]) for row in rows]
+            return [ticket_from_row(row, counts[row["id"]]) for row in rows]
+
+        return await self._db.read(read, snapshot=True)
 
     async def list_tasks(self, ticket_id: int) -> list[Task]:
         """A ticket's tasks in dependency order (which is also the order they were added)."""
-        async with self._db.read(snapshot=True) as txn:
-            rows = await txn.fetch(queries.TASKS_OF_TICKET, (ticket_id,))
+
+        def read(txn: Transaction) -> list[Task]:
+            rows = txn.fetch(queries.TASKS_OF_TICKET, (ticket_id,))
             if not rows:
-                await require_ticket(txn, ticket_id)
-        return [task_from_row(row) for row in rows]
+                require_ticket(txn, ticket_id)
+            return [task_from_row(row) for row in rows]
+
+        return await self._db.read(read, snapshot=True)
 
     async def get_task(self, ticket_id: int, name: str) -> Task:
-        async with self._db.read(snapshot=True) as txn:
-            return await task_by_name(txn, ticket_id, name)
+        return await self._db.read(lambda txn: task_by_name(txn, ticket_id, name), inline=True)
 
     async def list_attempts(self, task_id: int) -> list[Attempt]:
-        async with self._db.read() as txn:
-            rows = await txn.fetch(queries.ATTEMPTS_OF_TASK, (task_id,))
+        rows = await self._db.read(lambda txn: txn.fetch(queries.ATTEMPTS_OF_TASK, (task_id,)))
         return [attempt_from_row(row) for row in rows]
 
     async def queue_depth(self) -> dict[str, int]:
         """The number of tasks in each state, every state present."""
-        async with self._db.read() as txn:
-            rows = await txn.fetch(queries.QUEUE_DEPTH)
+        rows = await self._db.read(lambda txn: txn.fetch(queries.QUEUE_DEPTH))
         depth = {state.value: 0 for state in TaskState}
         depth.update({row["state"]: row["n"] for row in rows})
         return depth
 
     async def next_retry_at(self) -> float | None:
         """When the earliest failed task's backoff ends; None when no task waits to retry."""
-        async with self._db.read() as txn:
-            row = await txn.fetch_one(queries.NEXT_RETRY_AT)
+        row = await self._db.read(lambda txn: txn.fetch_one(queries.NEXT_RETRY_AT), inline=True)
         return None if row is None else row[0]
 
     async def running_attempts(self) -> list[tuple[Task, Attempt]]:
         """Every open attempt with its task, oldest first (for crash recovery and status)."""
-        async with self._db.read(snapshot=True) as txn:
-            attempts = [attempt_from_row(row) for row in await txn.fetch(queries.OPEN_ATTEMPTS)]
+
+        def read(txn: Transaction) -> list[tuple[Task, Attempt]]:
+            attempts = [attempt_from_row(row) for row in txn.fetch(queries.OPEN_ATTEMPTS)]
             ids = json.dumps(sorted({attempt.task_id for attempt in attempts}))
             tasks = {
-                row["id"]: task_from_row(row)
-                for row in await txn.fetch(queries.TASKS_BY_IDS, (ids,))
+                row["id"]: task_from_row(row) for row in txn.fetch(queries.TASKS_BY_IDS, (ids,))
             }
-        return [(tasks[attempt.task_id], attempt) for attempt in attempts]
+            return [(tasks[attempt.task_id], attempt) for attempt in attempts]
+
+        # Open attempts are at most the running workers (plus cancelled ones not yet closed).
+        return await self._db.read(read, snapshot=True, inline=True)
 
     async def current_tokens(self, tokens: Collection[str]) -> set[str]:
         """Those of ``tokens`` that still name the current attempt of a running task."""
         if not tokens:
             return set()
-        async with self._db.read() as txn:
-            rows = await txn.fetch(queries.CURRENT_TOKENS, (json.dumps(list(tokens)),))
+        params = (json.dumps(list(tokens)),)
+        rows = await self._db.read(
+            lambda txn: txn.fetch(queries.CURRENT_TOKENS, params), inline=True
+        )
         return {row["token"] for row in rows}
 
     async def events(
         self, *, ticket_id: int | None = None, after_id: int = 0, limit: int = 1000
     ) -> list[Event]:
         """Events with ids above ``after_id``, oldest first; all tickets' or one ticket's."""
-        async with self._db.read() as txn:
-            if ticket_id is None:
-                rows = await txn.fetch(queries.EVENTS_AFTER, (after_id, limit))
-            else:
-                rows = await txn.fetch(queries.EVENTS_OF_TICKET_AFTER, (ticket_id, after_id, limit))
+        params: tuple[int, ...]
+        if ticket_id is None:
+            sql, params = queries.EVENTS_AFTER, (after_id, limit)
+        else:
+            sql, params = queries.EVENTS_OF_TICKET_AFTER, (ticket_id, after_id, limit)
+        rows = await self._db.read(lambda txn: txn.fetch(sql, params))
         return [event_from_row(row) for row in rows]
 
     async def read_heartbeat(self) -> dict[str, Any] | None:
         """The daemon's last heartbeat, or None when no daemon has written one."""
-        async with self._db.read() as txn:
-            row = await txn.fetch_one(queries.READ_HEARTBEAT)
+        row = await self._db.read(lambda txn: txn.fetch_one(queries.READ_HEARTBEAT), inline=True)
         if row is None:
             return None
         return {
@@ -142,14 +150,14 @@ class StoreReads:
         }
 
 
-async def require_ticket(txn: Transaction, ticket_id: int) -> None:
-    if await txn.fetch_one(queries.TICKET_BY_ID, (ticket_id,)) is None:
+def require_ticket(txn: Transaction, ticket_id: int) -> None:
+    if txn.fetch_one(queries.TICKET_BY_ID, (ticket_id,)) is None:
         raise NotFoundError(f"there is no ticket {ticket_id}")
 
 
-async def task_by_name(txn: Transaction, ticket_id: int, name: str) -> Task:
-    row = await txn.fetch_one(queries.TASK_BY_NAME, (ticket_id, name))
+def task_by_name(txn: Transaction, ticket_id: int, name: str) -> Task:
+    row = txn.fetch_one(queries.TASK_BY_NAME, (ticket_id, name))
     if row is None:
-        await require_ticket(txn, ticket_id)
+        require_ticket(txn, ticket_id)
         raise NotFoundError(f"ticket {ticket_id} has no task named {name!r}")
     return task_from_row(row)

@@ -22,10 +22,11 @@ import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from sqlite3 import Row
 from typing import Any
 
 from swarmd.models import Clock, ExitReason
-from swarmd.store.database import Database
+from swarmd.store.database import Database, Transaction
 
 # Attempts that ended inside the widest window, and those still open (their busy time runs
 # until now). A full scan of ``attempts`` until an index on ``ended_at`` exists.
@@ -138,15 +139,13 @@ class StoreStats:
         """``WindowStats`` for each window length (seconds, ending now), from one read."""
         now = self._clock()
         widest = max(windows)
-        async with self._db.read() as txn:
-            rows = await txn.fetch(ATTEMPTS_SINCE, (now - widest,))
+        rows = await self._db.read(lambda txn: txn.fetch(ATTEMPTS_SINCE, (now - widest,)))
         spans = [(row[0], row[1], row[2]) for row in rows]
         return {window: summarise_window(spans, now=now, window=window) for window in windows}
 
     async def usage_since(self, since: float) -> UsageTotals:
         """Tokens and cost of the attempts that ended at or after ``since``."""
-        async with self._db.read() as txn:
-            rows = await txn.fetch(RESULTS_ENDED_SINCE, (since,))
+        rows = await self._db.read(lambda txn: txn.fetch(RESULTS_ENDED_SINCE, (since,)))
         by_model: dict[str, LLMUsage] = {}
         for row in rows:
             for model, usage in llm_usage(_load_result(row[0])):
@@ -163,13 +162,16 @@ class StoreStats:
         lowest id that may still be open and the few closed ids above it. Call again while
         the list comes back full.
         """
-        async with self._db.read(snapshot=True) as txn:
-            rows = await txn.fetch(
+
+        def read(txn: Transaction) -> tuple[list[Row], Row | None, Row | None]:
+            rows = txn.fetch(
                 CLOSED_ATTEMPTS_FROM,
                 (cursor.covered_below, json.dumps(sorted(cursor.seen)), limit),
             )
-            first_open_row = await txn.fetch_one(FIRST_OPEN_ATTEMPT_FROM, (cursor.covered_below,))
-            last_row = await txn.fetch_one(LAST_ATTEMPT_ID)
+            first_open = txn.fetch_one(FIRST_OPEN_ATTEMPT_FROM, (cursor.covered_below,))
+            return rows, first_open, txn.fetch_one(LAST_ATTEMPT_ID)
+
+        rows, first_open_row, last_row = await self._db.read(read, snapshot=True)
         attempts = [
             ClosedAttempt(
                 id=row["id"],

@@ -118,8 +118,9 @@ class Store(TicketWrites):
         params: tuple[int, ...] = ()
         if ticket_id is not None:
             where, params = queries.WHERE_NEXT_READY_OF_TICKET, (ticket_id,)
-        async with self._db.write() as txn:
-            moved = await move_tasks(
+
+        def claim(txn: Transaction) -> ClaimedTask | None:
+            moved = move_tasks(
                 txn,
                 TaskState.RUNNING,
                 from_states=(TaskState.READY,),
@@ -147,14 +148,16 @@ class Store(TicketWrites):
                 error=None,
                 result=None,
             )
-            txn.defer(
+            txn.execute(
                 queries.INSERT_ATTEMPT,
                 (attempt.id, attempt.task_id, attempt.number, attempt.token, now),
             )
             if row["ticket_state"] == TicketState.QUEUED.value:
-                txn.defer(queries.START_TICKET, (now, row["ticket_id"]))
+                txn.execute(queries.START_TICKET, (now, row["ticket_id"]))
                 txn.add_event(now, "ticket_started", ticket_id=row["ticket_id"])
-        return ClaimedTask(task=task_from_row(row), attempt=attempt)
+            return ClaimedTask(task=task_from_row(row), attempt=attempt)
+
+        return await self._db.write(claim, inline=True)
 
     async def record_spawn(self, token: str, *, pid: int, pid_create_time: float) -> None:
         """Remember which process runs an attempt, so a restart can find and kill it."""
@@ -178,16 +181,17 @@ class Store(TicketWrites):
         cancelled while the attempt ran, only the attempt is closed.
         """
         now = self._clock()
-        async with self._db.write() as txn:
-            current = await self._fence(txn, token)
+
+        def complete(txn: Transaction) -> TaskOutcome:
+            current = self._fence(txn, token)
             task = current.task
             ready: list[int] = []
             ticket_state = None
             if task.state is TaskState.RUNNING:
                 if new_tasks:
-                    ticket = await txn.fetch_one(queries.TICKET_FOR_UPDATE, (task.ticket_id,))
+                    ticket = txn.fetch_one(queries.TICKET_FOR_UPDATE, (task.ticket_id,))
                     assert ticket is not None  # a running task's ticket exists
-                    await self._add_tasks(
+                    self._add_tasks(
                         txn,
                         ticket,
                         new_tasks,
@@ -196,7 +200,7 @@ class Store(TicketWrites):
                         now=now,
                     )
                 if current.has_dependents or new_tasks:
-                    ready = await release_dependents(txn, task.id, at=now)
+                    ready = release_dependents(txn, task.id, at=now)
                 task = move_task(
                     txn,
                     task,
@@ -209,8 +213,11 @@ class Store(TicketWrites):
                 )
             self._close_attempt(txn, current, at=now, reason=ExitReason.OK, result=result)
             if task.state is TaskState.SUCCEEDED and not (current.ticket_busy or new_tasks):
-                ticket_state = await settle_ticket(txn, task.ticket_id, at=now)
-        return TaskOutcome(task=task, newly_ready=tuple(ready), ticket_state=ticket_state)
+                ticket_state = settle_ticket(txn, task.ticket_id, at=now)
+            return TaskOutcome(task=task, newly_ready=tuple(ready), ticket_state=ticket_state)
+
+        # A planner's graph may be large: it goes to the store's thread.
+        return await self._db.write(complete, inline=not new_tasks)
 
     async def fail_attempt(
         self,
@@ -226,8 +233,9 @@ class Store(TicketWrites):
         If the task was cancelled while the attempt ran, only the attempt is closed.
         """
         now = self._clock()
-        async with self._db.write() as txn:
-            current = await self._fence(txn, token)
+
+        def fail(txn: Transaction) -> TaskOutcome:
+            current = self._fence(txn, token)
             self._close_attempt(txn, current, at=now, reason=reason, error=error, result=result)
             task = current.task
             if task.state is not TaskState.RUNNING:
@@ -262,11 +270,13 @@ class Store(TicketWrites):
                 finished_at=now,
                 last_error=error,
             )
-            skipped = await skip_downstream(
+            skipped = skip_downstream(
                 txn, [task.id], reason=f"needs {task.ref}, which died", at=now
             )
-            ticket_state = await settle_ticket(txn, task.ticket_id, at=now)
-        return TaskOutcome(task=task, skipped=tuple(skipped), ticket_state=ticket_state)
+            ticket_state = settle_ticket(txn, task.ticket_id, at=now)
+            return TaskOutcome(task=task, skipped=tuple(skipped), ticket_state=ticket_state)
+
+        return await self._db.write(fail, inline=True)
 
     async def interrupt_attempt(
         self, token: str, *, reason: ExitReason = ExitReason.INTERRUPTED, error: str = ""
@@ -274,8 +284,9 @@ class Store(TicketWrites):
         """Close an attempt cut short by shutdown or a crash: the task is ready again and no
         failure is counted. A task cancelled meanwhile stays cancelled."""
         now = self._clock()
-        async with self._db.write() as txn:
-            current = await self._fence(txn, token)
+
+        def interrupt(txn: Transaction) -> TaskOutcome:
+            current = self._fence(txn, token)
             self._close_attempt(txn, current, at=now, reason=reason, error=error or None)
             task = current.task
             if task.state is TaskState.RUNNING:
@@ -288,11 +299,14 @@ class Store(TicketWrites):
                     detail={"reason": reason.value, "error": error},
                     retry_at=None,
                 )
-        return TaskOutcome(task=task)
+            return TaskOutcome(task=task)
 
-    async def _fence(self, txn: Transaction, token: str) -> _CurrentAttempt:
+        return await self._db.write(interrupt, inline=True)
+
+    @staticmethod
+    def _fence(txn: Transaction, token: str) -> _CurrentAttempt:
         """The open, current attempt with this token and its task; StaleAttemptError if none."""
-        row = await txn.fetch_one(queries.CURRENT_ATTEMPT_BY_TOKEN, (token,))
+        row = txn.fetch_one(queries.CURRENT_ATTEMPT_BY_TOKEN, (token,))
         if row is None:
             raise StaleAttemptError(
                 f"attempt {token} is not the open attempt of any task; its result is refused"
@@ -314,7 +328,7 @@ class Store(TicketWrites):
         error: str | None = None,
         result: dict[str, Any] | None = None,
     ) -> None:
-        txn.defer(
+        txn.execute(
             queries.CLOSE_ATTEMPT,
             (at, reason.value, error, dump_json(result), current.attempt_id),
         )
@@ -322,8 +336,9 @@ class Store(TicketWrites):
     async def release_due_retries(self) -> list[int]:
         """Make every failed task whose backoff is over ready again; returns their ids."""
         now = self._clock()
-        async with self._db.write() as txn:
-            moved = await move_tasks(
+
+        def release(txn: Transaction) -> list[int]:
+            moved = move_tasks(
                 txn,
                 TaskState.READY,
                 from_states=(TaskState.FAILED,),
@@ -333,7 +348,10 @@ class Store(TicketWrites):
                 kind="task_ready",
                 at=now,
             )
-        return [row["id"] for row in moved]
+            return [row["id"] for row in moved]
+
+        # After a provider outage, many tasks may come due at once: the store's thread.
+        return await self._db.write(release)
 
     # -- events and the daemon row ----------------------------------------------------------
 

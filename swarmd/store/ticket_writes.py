@@ -67,12 +67,13 @@ class TicketWrites(StoreReads):
         key = spec.key if key is None else key
         priority = spec.priority if priority is None else priority
         now = self._clock()
-        async with self._db.write() as txn:
+
+        def submit(txn: Transaction) -> SubmitResult:
             if key is not None:
-                existing = await txn.fetch_one(queries.TICKET_ID_BY_KEY, (key,))
+                existing = txn.fetch_one(queries.TICKET_ID_BY_KEY, (key,))
                 if existing is not None:
                     return SubmitResult(ticket_id=existing["id"], created=False)
-            row = await txn.fetch_one(
+            row = txn.fetch_one(
                 queries.INSERT_TICKET,
                 (
                     spec.title,
@@ -88,7 +89,7 @@ class TicketWrites(StoreReads):
             )
             assert row is not None  # INSERT ... RETURNING always yields the new row
             ticket_id: int = row["id"]
-            await self._insert_tasks(
+            self._insert_tasks(
                 txn,
                 ticket_id,
                 ordered,
@@ -104,7 +105,9 @@ class TicketWrites(StoreReads):
                 ticket_id=ticket_id,
                 detail={"title": spec.title, "tasks": len(ordered), "key": key},
             )
-        return SubmitResult(ticket_id=ticket_id, created=True)
+            return SubmitResult(ticket_id=ticket_id, created=True)
+
+        return await self._db.write(submit)
 
     async def add_tasks(
         self,
@@ -120,17 +123,20 @@ class TicketWrites(StoreReads):
         new task that needs nothing needs that existing task instead.
         """
         now = self._clock()
-        async with self._db.write() as txn:
-            ticket = await txn.fetch_one(queries.TICKET_FOR_UPDATE, (ticket_id,))
+
+        def add(txn: Transaction) -> list[int]:
+            ticket = txn.fetch_one(queries.TICKET_FOR_UPDATE, (ticket_id,))
             if ticket is None:
                 raise NotFoundError(f"there is no ticket {ticket_id}")
             if TicketState(ticket["state"]).is_terminal:
                 raise InvalidTransitionError(f"ticket {ticket_id} is already finished")
-            return await self._add_tasks(
+            return self._add_tasks(
                 txn, ticket, tasks, after=after, default_max_attempts=default_max_attempts, now=now
             )
 
-    async def _add_tasks(
+        return await self._db.write(add)
+
+    def _add_tasks(
         self,
         txn: Transaction,
         ticket: sqlite3.Row,
@@ -141,10 +147,10 @@ class TicketWrites(StoreReads):
         now: float,
     ) -> list[int]:
         existing = {
-            row["name"]: row for row in await txn.fetch(queries.TASK_IDS_OF_TICKET, (ticket["id"],))
+            row["name"]: row for row in txn.fetch(queries.TASK_IDS_OF_TICKET, (ticket["id"],))
         }
         ordered = order_new_tasks(tasks, existing=existing, after=after)
-        ids = await self._insert_tasks(
+        ids = self._insert_tasks(
             txn,
             ticket["id"],
             ordered,
@@ -162,7 +168,7 @@ class TicketWrites(StoreReads):
         )
         return ids
 
-    async def _insert_tasks(
+    def _insert_tasks(
         self,
         txn: Transaction,
         ticket_id: int,
@@ -206,14 +212,13 @@ class TicketWrites(StoreReads):
                     now,
                 )
             )
-        await txn.execute_many(queries.INSERT_TASK, rows)
+        txn.execute_many(queries.INSERT_TASK, rows)
         ids = {
-            row["name"]: row["id"]
-            for row in await txn.fetch(queries.TASK_IDS_OF_TICKET, (ticket_id,))
+            row["name"]: row["id"] for row in txn.fetch(queries.TASK_IDS_OF_TICKET, (ticket_id,))
         }
         edges = [(ids[spec.name], ids[need]) for spec in ordered for need in spec.needs]
         if edges:
-            await txn.execute_many(queries.INSERT_EDGE, edges)
+            txn.execute_many(queries.INSERT_EDGE, edges)
         return [ids[spec.name] for spec in ordered]
 
     # -- cancel and retry -------------------------------------------------------------------
@@ -225,10 +230,11 @@ class TicketWrites(StoreReads):
         supervisor has stopped the worker and closes it. Returns the cancelled tasks.
         """
         now = self._clock()
-        async with self._db.write() as txn:
-            await require_ticket(txn, ticket_id)
+
+        def cancel(txn: Transaction) -> list[Task]:
+            require_ticket(txn, ticket_id)
             if task_name is None:
-                rows = await move_tasks(
+                rows = move_tasks(
                     txn,
                     TaskState.CANCELLED,
                     from_states=ACTIVE_TASK_STATES,
@@ -243,10 +249,10 @@ class TicketWrites(StoreReads):
                     raise InvalidTransitionError(f"ticket {ticket_id} is already finished")
                 cancelled = [task_from_row(row) for row in rows]
             else:
-                task = await task_by_name(txn, ticket_id, task_name)
+                task = task_by_name(txn, ticket_id, task_name)
                 if task.state.is_terminal:
                     raise InvalidTransitionError(f"task {task.ref} is already {task.state}")
-                await skip_downstream(
+                skip_downstream(
                     txn, [task.id], reason=f"needs {task.ref}, which was cancelled", at=now
                 )
                 cancelled = [
@@ -261,8 +267,10 @@ class TicketWrites(StoreReads):
                         last_error=_CANCELLED_ON_REQUEST,
                     )
                 ]
-            await settle_ticket(txn, ticket_id, at=now)
-        return cancelled
+            settle_ticket(txn, ticket_id, at=now)
+            return cancelled
+
+        return await self._db.write(cancel)
 
     async def retry(self, ticket_id: int, task_name: str | None = None) -> list[Task]:
         """Give dead, failed, cancelled or skipped tasks a fresh start with no failures.
@@ -272,20 +280,23 @@ class TicketWrites(StoreReads):
         Revived tasks are ready when all their needs succeeded, else blocked.
         """
         now = self._clock()
-        async with self._db.write() as txn:
-            await require_ticket(txn, ticket_id)
+
+        def retry(txn: Transaction) -> list[Task]:
+            require_ticket(txn, ticket_id)
             if task_name is None:
                 ids = [
                     row["id"]
-                    for row in await txn.fetch(queries.TASK_IDS_OF_TICKET, (ticket_id,))
+                    for row in txn.fetch(queries.TASK_IDS_OF_TICKET, (ticket_id,))
                     if TaskState(row["state"]) in RETRYABLE_TASK_STATES
                 ]
                 if not ids:
                     raise InvalidTransitionError(f"ticket {ticket_id} has nothing to retry")
             else:
-                task = await task_by_name(txn, ticket_id, task_name)
-                ids = await revivable_with_dependents(txn, task)
-            await revive(txn, ids, at=now)
-            await settle_ticket(txn, ticket_id, at=now)
-            rows = await txn.fetch(queries.TASKS_BY_IDS, (json.dumps(ids),))
-        return [task_from_row(row) for row in rows]
+                task = task_by_name(txn, ticket_id, task_name)
+                ids = revivable_with_dependents(txn, task)
+            revive(txn, ids, at=now)
+            settle_ticket(txn, ticket_id, at=now)
+            rows = txn.fetch(queries.TASKS_BY_IDS, (json.dumps(ids),))
+            return [task_from_row(row) for row in rows]
+
+        return await self._db.write(retry)

@@ -4,8 +4,7 @@ Every change of a task's state goes through one of two helpers, which refuse any
 ``models.can_transition`` forbids (``InvalidTransitionError``) and write one event per task
 moved: ``move_tasks`` moves whatever matches a condition and returns it (claiming,
 releasing retries), checking each source state it accepts; ``move_known`` moves tasks whose
-state this transaction has read, checking each, and defers the write so it travels with
-the verb's other writes.
+state this transaction has read, checking each.
 
 The graph effects are driven by counters and edges, never by scanning a ticket: a dependent
 becomes ready in the transaction where its ``pending_needs`` reaches zero.
@@ -69,7 +68,7 @@ def check_transition(task: TaskLike, new: TaskState) -> None:
         )
 
 
-async def move_tasks(
+def move_tasks(
     txn: Transaction,
     new: TaskState,
     *,
@@ -97,7 +96,7 @@ async def move_tasks(
         where=where,
         columns=queries.TASK_COLUMNS + returning,
     )
-    rows = await txn.fetch(sql, (new.value, *set_params, *from_states, *params))
+    rows = txn.fetch(sql, (new.value, *set_params, *from_states, *params))
     for row in rows:
         _log_move(txn, TaskRef.from_row(row), kind=kind, at=at, detail=detail)
     return rows
@@ -113,7 +112,7 @@ def move_known(
     detail: Mapping[str, Any] | None = None,
     **columns: Any,
 ) -> None:
-    """Move tasks whose current state was read in this transaction; the write is deferred.
+    """Move tasks whose current state was read in this transaction.
 
     ``columns`` are further assignments (``finished_at=at``), from a fixed set of names.
     """
@@ -125,7 +124,7 @@ def move_known(
     if not tasks:
         return
     assignments = "".join(f", {column} = ?" for column in columns)
-    txn.defer(
+    txn.execute(
         f"UPDATE tasks SET state = ?{assignments} WHERE {queries.WHERE_ID_IN}",
         (new.value, *columns.values(), json.dumps([task.id for task in tasks])),
     )
@@ -143,7 +142,7 @@ def move_task(
     detail: Mapping[str, Any] | None = None,
     **fields: Any,
 ) -> Task:
-    """``move_known`` for one task; returns the task as the deferred write leaves it."""
+    """``move_known`` for one task; returns the task as the write leaves it."""
     move_known(txn, [task], new, kind=kind, at=at, detail=detail, **fields)
     return dataclasses.replace(task, state=new, **fields)
 
@@ -160,9 +159,9 @@ def _log_move(
     )
 
 
-async def release_dependents(txn: Transaction, task_id: int, *, at: float) -> list[int]:
+def release_dependents(txn: Transaction, task_id: int, *, at: float) -> list[int]:
     """Count down the dependents of a task that succeeded; those at zero become ready."""
-    counted = await txn.fetch(queries.COUNT_DOWN_DEPENDENTS, (task_id,))
+    counted = txn.fetch(queries.COUNT_DOWN_DEPENDENTS, (task_id,))
     due = [
         TaskRef.from_row(row)
         for row in counted
@@ -172,11 +171,11 @@ async def release_dependents(txn: Transaction, task_id: int, *, at: float) -> li
     return [task.id for task in due]
 
 
-async def skip_downstream(
+def skip_downstream(
     txn: Transaction, task_ids: Sequence[int], *, reason: str, at: float
 ) -> list[int]:
     """Skip every unfinished task that transitively needs one of ``task_ids``."""
-    rows = await txn.fetch(queries.DOWNSTREAM_TASKS, (json.dumps(list(task_ids)),))
+    rows = txn.fetch(queries.DOWNSTREAM_TASKS, (json.dumps(list(task_ids)),))
     doomed = [ref for ref in map(TaskRef.from_row, rows) if not ref.state.is_terminal]
     move_known(
         txn,
@@ -202,24 +201,24 @@ def derive_ticket_state(counts: Mapping[str, int]) -> TicketState:
     return TicketState.SUCCEEDED
 
 
-async def settle_ticket(txn: Transaction, ticket_id: int, *, at: float) -> TicketState | None:
+def settle_ticket(txn: Transaction, ticket_id: int, *, at: float) -> TicketState | None:
     """Bring a ticket's stored state in line with its tasks.
 
     Returns the ticket's state when it has just become terminal, else None.
     """
-    row = await txn.fetch_one(queries.TICKET_PROGRESS, (ticket_id,))
+    row = txn.fetch_one(queries.TICKET_PROGRESS, (ticket_id,))
     if row is None:
         raise NotFoundError(f"there is no ticket {ticket_id}")
     current = TicketState(row["state"])
     if row["busy"]:
         wanted = TicketState.RUNNING if row["started_at"] is not None else TicketState.QUEUED
     else:
-        counts = await txn.fetch(queries.TASK_COUNTS_OF_TICKET, (ticket_id,))
+        counts = txn.fetch(queries.TASK_COUNTS_OF_TICKET, (ticket_id,))
         wanted = derive_ticket_state({count["state"]: count["n"] for count in counts})
     if wanted == current:
         return None
     finished_at = at if wanted.is_terminal else None
-    txn.defer(queries.SET_TICKET_STATE, (wanted.value, finished_at, ticket_id))
+    txn.execute(queries.SET_TICKET_STATE, (wanted.value, finished_at, ticket_id))
     if wanted.is_terminal:
         txn.add_event(at, "ticket_finished", ticket_id=ticket_id, detail={"state": wanted.value})
         return wanted
@@ -228,7 +227,7 @@ async def settle_ticket(txn: Transaction, ticket_id: int, *, at: float) -> Ticke
     return None
 
 
-async def revivable_with_dependents(txn: Transaction, task: Task) -> list[int]:
+def revivable_with_dependents(txn: Transaction, task: Task) -> list[int]:
     """The ids a retry of one task revives: the task, and the skipped tasks downstream of
     it that nothing else broken holds back. Refuses a task that did not end badly, or one
     that needs a broken task itself."""
@@ -237,7 +236,7 @@ async def revivable_with_dependents(txn: Transaction, task: Task) -> list[int]:
             f"task {task.ref} is {task.state}; only dead, failed, cancelled or skipped "
             "tasks can be retried"
         )
-    for need in await txn.fetch(queries.NEEDS_OF_TASK, (task.id,)):
+    for need in txn.fetch(queries.NEEDS_OF_TASK, (task.id,)):
         if TaskState(need["state"]) in BROKEN_NEED_STATES:
             raise InvalidTransitionError(
                 f"task {task.ref} needs {task.ticket_id}.{need['name']}, which is "
@@ -245,11 +244,11 @@ async def revivable_with_dependents(txn: Transaction, task: Task) -> list[int]:
             )
     states = {
         row["id"]: TaskState(row["state"])
-        for row in await txn.fetch(queries.TASK_IDS_OF_TICKET, (task.ticket_id,))
+        for row in txn.fetch(queries.TASK_IDS_OF_TICKET, (task.ticket_id,))
     }
     revived = {task.id}
     # Ids grow in dependency order, so every need of a dependent is decided before it.
-    for row in await txn.fetch(queries.DOWNSTREAM_WITH_NEEDS, (task.id,)):
+    for row in txn.fetch(queries.DOWNSTREAM_WITH_NEEDS, (task.id,)):
         if states[row["id"]] is not TaskState.SKIPPED:
             continue
         needs = json.loads(row["need_ids"])
@@ -258,18 +257,18 @@ async def revivable_with_dependents(txn: Transaction, task: Task) -> list[int]:
     return sorted(revived)
 
 
-async def revive(txn: Transaction, ids: Sequence[int], *, at: float) -> None:
+def revive(txn: Transaction, ids: Sequence[int], *, at: float) -> None:
     """Give tasks that ended badly a fresh start: ready if every need succeeded, else blocked."""
     ids_json = json.dumps(list(ids))
-    candidates = await txn.fetch(queries.REVIVAL_CANDIDATES, (ids_json,))
+    candidates = txn.fetch(queries.REVIVAL_CANDIDATES, (ids_json,))
     # A task cancelled while running may still have its attempt open; the retry
     # supersedes it, so a late result from that worker is refused by fencing.
-    txn.defer(
+    txn.execute(
         queries.CLOSE_OPEN_ATTEMPTS_OF_TASKS,
         (at, ExitReason.CANCELLED.value, "superseded by a retry", ids_json),
     )
     # Reviving changes no task to or from succeeded, so the counts hold after the moves.
-    txn.defer(queries.RECOUNT_PENDING_NEEDS, (ids_json,))
+    txn.execute(queries.RECOUNT_PENDING_NEEDS, (ids_json,))
     for target, unmet in ((TaskState.READY, False), (TaskState.BLOCKED, True)):
         move_known(
             txn,

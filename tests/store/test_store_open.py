@@ -7,11 +7,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 
 from swarmd.errors import StoreError
 from swarmd.store import Store
+from swarmd.store.database import Transaction
 from swarmd.store.schema import LATEST_VERSION
 from tests.store.builders import FakeClock, ticket
 
@@ -119,16 +119,16 @@ async def test_claim_finds_its_task_through_a_claim_index(
     index: str,
 ) -> None:
     statements: list[tuple[str, Any]] = []
-    original = aiosqlite.Connection.execute_fetchall
+    original = Transaction.fetch
 
-    def recording(self: aiosqlite.Connection, sql: str, parameters: Any = None) -> Any:
+    def recording(self: Transaction, sql: str, parameters: Any = ()) -> Any:
         statements.append((sql, parameters))
         return original(self, sql, parameters)
 
     async with await Store.open(db_path, clock=clock) as store:
         submitted = await store.submit_ticket(ticket(*(f"t{i}" for i in range(50))))
         await store.submit_ticket(ticket(*(f"t{i}" for i in range(50))))
-        monkeypatch.setattr(aiosqlite.Connection, "execute_fetchall", recording)
+        monkeypatch.setattr(Transaction, "fetch", recording)
         await store.claim_ready_task(ticket_id=submitted.ticket_id if one_ticket else None)
     sql, parameters = next((s, p) for s, p in statements if s.lstrip().startswith("UPDATE tasks"))
     with contextlib.closing(sqlite3.connect(db_path)) as conn:

@@ -44,10 +44,11 @@ async def test_move_known_refuses_a_forbidden_move_and_writes_nothing(
     done = await succeed(store, "a")
     database = await Database.connect(db_path)
     try:
+        ref = TaskRef(done.task.id, submitted.ticket_id, "a", S.SUCCEEDED)
         with pytest.raises(InvalidTransitionError):
-            async with database.write() as txn:
-                ref = TaskRef(done.task.id, submitted.ticket_id, "a", S.SUCCEEDED)
-                move_known(txn, [ref], S.READY, kind="task_ready", at=0.0)
+            await database.write(
+                lambda txn: move_known(txn, [ref], S.READY, kind="task_ready", at=0.0)
+            )
     finally:
         await database.close()
     assert await states(store, submitted.ticket_id) == {"a": "succeeded"}
@@ -59,10 +60,11 @@ async def test_move_tasks_refuses_a_source_state_that_cannot_reach_the_target(
     database = await Database.connect(db_path)
     try:
         with pytest.raises(InvalidTransitionError, match="from succeeded to ready"):
-            async with database.write() as txn:
-                await move_tasks(
+            await database.write(
+                lambda txn: move_tasks(
                     txn, S.READY, from_states=(S.SUCCEEDED,), where="1", kind="x", at=0.0
                 )
+            )
     finally:
         await database.close()
 
