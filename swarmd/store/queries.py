@@ -93,11 +93,12 @@ START_TICKET = "UPDATE tickets SET state = 'running', started_at = ? WHERE id = 
 
 RECORD_SPAWN = """
     UPDATE attempts SET pid = ?, pid_create_time = ?
-    WHERE token = ? AND ended_at IS NULL
+    WHERE id = ? AND token = ? AND ended_at IS NULL
     RETURNING id
 """
 
-# The fencing check: the token must name the open, current attempt of its task. It also
+# The fencing check: the token (found through the attempt id it starts with, see
+# ``attempt_id_of``) must name the open, current attempt of its task. It also
 # answers what closing the attempt will need: does anything depend on this task, and does
 # its ticket have other unfinished tasks.
 CURRENT_ATTEMPT_BY_TOKEN = f"""
@@ -107,7 +108,7 @@ CURRENT_ATTEMPT_BY_TOKEN = f"""
                    WHERE other.ticket_id = t.ticket_id AND other.id != t.id
                      AND other.state IN ({ACTIVE_STATES_SQL})) AS ticket_busy
     FROM attempts AS a JOIN tasks AS t ON t.id = a.task_id
-    WHERE a.token = ? AND a.ended_at IS NULL AND t.current_attempt_id = a.id
+    WHERE a.id = ? AND a.token = ? AND a.ended_at IS NULL AND t.current_attempt_id = a.id
 """
 
 CLOSE_ATTEMPT = """
@@ -214,7 +215,7 @@ OPEN_ATTEMPTS = f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE ended_at IS NULL 
 
 CURRENT_TOKENS = """
     SELECT a.token FROM attempts AS a JOIN tasks AS t ON t.current_attempt_id = a.id
-    WHERE a.token IN (SELECT value FROM json_each(?))
+    WHERE a.id IN (SELECT value FROM json_each(?)) AND a.token IN (SELECT value FROM json_each(?))
       AND a.ended_at IS NULL AND t.state = 'running'
 """
 

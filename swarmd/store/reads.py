@@ -15,7 +15,13 @@ from swarmd.errors import NotFoundError
 from swarmd.models import Attempt, Event, Task, TaskState, Ticket, TicketState
 from swarmd.store import queries
 from swarmd.store.database import Database, Transaction
-from swarmd.store.rows import attempt_from_row, event_from_row, task_from_row, ticket_from_row
+from swarmd.store.rows import (
+    attempt_from_row,
+    attempt_id_of,
+    event_from_row,
+    task_from_row,
+    ticket_from_row,
+)
 
 
 class StoreReads:
@@ -118,7 +124,8 @@ class StoreReads:
         """Those of ``tokens`` that still name the current attempt of a running task."""
         if not tokens:
             return set()
-        params = (json.dumps(list(tokens)),)
+        ids = [attempt_id_of(token) for token in tokens]
+        params = (json.dumps(ids), json.dumps(list(tokens)))
         rows = await self._db.read(
             lambda txn: txn.fetch(queries.CURRENT_TOKENS, params), inline=True
         )

@@ -1,8 +1,9 @@
-"""Rows to models, and the JSON columns' encoding."""
+"""Rows to models, the JSON columns' encoding, and the fencing token's format."""
 
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 from typing import Any
 
@@ -14,6 +15,17 @@ def dump_json(value: Any) -> str | None:
     if value is None:
         return None
     return json.dumps(value, separators=(",", ":"))
+
+
+def new_token(attempt_id: int) -> str:
+    """A fresh fencing token for an attempt: its id, a dot, and 128 random bits."""
+    return f"{attempt_id}.{secrets.token_hex(16)}"
+
+
+def attempt_id_of(token: str) -> int | None:
+    """The attempt id a token starts with; None for a string no claim could have made."""
+    head, dot, _ = token.partition(".")
+    return int(head) if dot and head.isascii() and head.isdigit() else None
 
 
 def _tuple_or_none(text: str | None) -> tuple[Any, ...] | None:

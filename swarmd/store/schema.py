@@ -111,6 +111,41 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 2: fewer index writes per claim and completion. The fencing token starts with its
+    # attempt's id ("<id>.<secret>") and is checked on the row found by that id, so it needs
+    # no index of its own (it was a random-order one, the costliest of a claim's writes);
+    # the per-ticket claim index folds into the ticket/state index.
+    (
+        """
+        CREATE TABLE attempts_v2 (
+            id              INTEGER PRIMARY KEY,
+            task_id         INTEGER NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+            number          INTEGER NOT NULL,
+            token           TEXT    NOT NULL,
+            started_at      REAL    NOT NULL,
+            ended_at        REAL,
+            pid             INTEGER,
+            pid_create_time REAL,
+            exit_reason     TEXT,
+            error           TEXT,
+            result          TEXT,
+            UNIQUE (task_id, number)
+        )
+        """,
+        """
+        INSERT INTO attempts_v2
+        SELECT id, task_id, number, id || '.' || token, started_at, ended_at, pid,
+               pid_create_time, exit_reason, error, result
+        FROM attempts
+        """,
+        "DROP TABLE attempts",
+        "ALTER TABLE attempts_v2 RENAME TO attempts",
+        "CREATE INDEX attempts_open ON attempts (task_id) WHERE ended_at IS NULL",
+        "DROP INDEX tasks_claim_by_ticket",
+        "DROP INDEX tasks_by_ticket",
+        # `swarmd run-ticket` claims within one ticket: (ticket_id, 'ready') then priority.
+        "CREATE INDEX tasks_by_ticket ON tasks (ticket_id, state, priority DESC, id)",
+    ),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,10 +33,7 @@ from swarmd.models import (
 from swarmd.store import queries
 from swarmd.store.backoff import retry_delay
 from swarmd.store.database import Database, Transaction
-from swarmd.store.rows import (
-    dump_json,
-    task_from_row,
-)
+from swarmd.store.rows import attempt_id_of, dump_json, new_token, task_from_row
 from swarmd.store.ticket_writes import TicketWrites
 from swarmd.store.transitions import (
     move_task,
@@ -139,7 +135,7 @@ class Store(TicketWrites):
                 id=row["current_attempt_id"],
                 task_id=row["id"],
                 number=row["attempt_number"],
-                token=secrets.token_hex(16),
+                token=new_token(row["current_attempt_id"]),
                 started_at=now,
                 ended_at=None,
                 pid=None,
@@ -161,7 +157,9 @@ class Store(TicketWrites):
 
     async def record_spawn(self, token: str, *, pid: int, pid_create_time: float) -> None:
         """Remember which process runs an attempt, so a restart can find and kill it."""
-        updated = await self._db.write_one(queries.RECORD_SPAWN, (pid, pid_create_time, token))
+        updated = await self._db.write_one(
+            queries.RECORD_SPAWN, (pid, pid_create_time, attempt_id_of(token), token)
+        )
         if not updated:
             raise StaleAttemptError(f"attempt {token} is not open")
 
@@ -306,7 +304,7 @@ class Store(TicketWrites):
     @staticmethod
     def _fence(txn: Transaction, token: str) -> _CurrentAttempt:
         """The open, current attempt with this token and its task; StaleAttemptError if none."""
-        row = txn.fetch_one(queries.CURRENT_ATTEMPT_BY_TOKEN, (token,))
+        row = txn.fetch_one(queries.CURRENT_ATTEMPT_BY_TOKEN, (attempt_id_of(token), token))
         if row is None:
             raise StaleAttemptError(
                 f"attempt {token} is not the open attempt of any task; its result is refused"

@@ -13,8 +13,25 @@ from tests.store.builders import FakeClock, claim, task, ticket
 async def test_each_claim_gets_a_fresh_token(store: Store) -> None:
     await store.submit_ticket(ticket("a", "b"))
     first, second = await claim(store), await claim(store)
-    assert len(first.attempt.token) == 32
+    for claimed in (first, second):
+        attempt_id, secret = claimed.attempt.token.split(".")
+        assert (int(attempt_id), len(secret)) == (claimed.attempt.id, 32)
     assert first.attempt.token != second.attempt.token
+
+
+async def test_a_token_with_the_right_attempt_id_but_a_forged_secret_is_refused(
+    store: Store,
+) -> None:
+    await store.submit_ticket(ticket("a"))
+    claimed = await claim(store)
+    forged = f"{claimed.attempt.id}.{'0' * 32}"
+    with pytest.raises(StaleAttemptError):
+        await store.complete_attempt(forged)
+    with pytest.raises(StaleAttemptError):
+        await store.record_spawn(forged, pid=1, pid_create_time=0.0)
+    assert await store.current_tokens([forged, claimed.attempt.token]) == {claimed.attempt.token}
+    outcome = await store.complete_attempt(claimed.attempt.token)
+    assert outcome.task.state is TaskState.SUCCEEDED
 
 
 async def test_a_token_from_before_a_retry_can_neither_complete_nor_fail(
@@ -59,9 +76,12 @@ async def test_an_attempt_cannot_be_closed_twice(store: Store) -> None:
         await store.complete_attempt(claimed.attempt.token)
 
 
-async def test_an_unknown_token_is_refused(store: Store) -> None:
+@pytest.mark.parametrize("token", ["0" * 32, "7.abc", ".abc", "x.abc", "", "١.abc"])
+async def test_an_unknown_token_is_refused(store: Store, token: str) -> None:
+    await store.submit_ticket(ticket("a"))
+    await claim(store)
     with pytest.raises(StaleAttemptError):
-        await store.fail_attempt("0" * 32, reason=ExitReason.ERROR, error="x")
+        await store.fail_attempt(token, reason=ExitReason.ERROR, error="x")
 
 
 async def test_an_interruption_does_not_count_as_a_failure(store: Store) -> None:

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from swarmd.errors import StoreError
+from swarmd.errors import StaleAttemptError, StoreError
+from swarmd.models import TaskState
 from swarmd.store import Store
 from swarmd.store.database import Transaction
-from swarmd.store.schema import LATEST_VERSION
+from swarmd.store.schema import LATEST_VERSION, MIGRATIONS
 from tests.store.builders import FakeClock, ticket
 
 
@@ -109,7 +110,7 @@ async def test_store_closes_when_used_as_an_async_context_manager(db_path: Path)
 
 
 @pytest.mark.parametrize(
-    ("one_ticket", "index"), [(False, "tasks_claim"), (True, "tasks_claim_by_ticket")]
+    ("one_ticket", "index"), [(False, "tasks_claim"), (True, "tasks_by_ticket")]
 )
 async def test_claim_finds_its_task_through_a_claim_index(
     db_path: Path,
@@ -133,6 +134,43 @@ async def test_claim_finds_its_task_through_a_claim_index(
     sql, parameters = next((s, p) for s, p in statements if s.lstrip().startswith("UPDATE tasks"))
     with contextlib.closing(sqlite3.connect(db_path)) as conn:
         plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", parameters)]
-    assert any(f"USING INDEX {index} " in f"{step} " for step in plan), plan
+    assert any(f" INDEX {index} " in f"{step} " for step in plan), plan
     assert not any(step.startswith("SCAN") and "INDEX" not in step for step in plan), plan
     assert not any("TEMP B-TREE" in step for step in plan), plan
+
+
+async def test_a_version_1_file_with_an_open_attempt_migrates_and_its_attempt_still_fences(
+    db_path: Path,
+) -> None:
+    db_path.parent.mkdir(parents=True)
+    old_token = "ab" * 16
+    with contextlib.closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO tickets (id, title, state, agent, spec, created_at, started_at) "
+            "VALUES (1, 'old', 'running', 'echo', '{}', 0, 0)"
+        )
+        conn.execute(
+            "INSERT INTO tasks (id, ticket_id, name, state, agent, max_attempts, created_at, "
+            "started_at, current_attempt_id) VALUES (1, 1, 'a', 'running', 'echo', 3, 0, 0, 1), "
+            "(2, 1, 'b', 'ready', 'echo', 3, 0, NULL, NULL)"
+        )
+        conn.execute(
+            "INSERT INTO attempts (id, task_id, number, token, started_at) "
+            f"VALUES (1, 1, 1, '{old_token}', 0)"
+        )
+    async with await Store.open(db_path) as store:
+        assert await store.schema_version() == LATEST_VERSION
+        [(task, attempt)] = await store.running_attempts()
+        assert (task.name, attempt.token) == ("a", f"1.{old_token}")
+        with pytest.raises(StaleAttemptError):
+            await store.interrupt_attempt(old_token)
+        outcome = await store.interrupt_attempt(attempt.token)
+        assert outcome.task.state is TaskState.READY
+        claimed = await store.claim_ready_task(ticket_id=1)
+        assert claimed is not None
+        assert (claimed.task.name, claimed.attempt.number) == ("a", 2)
+        assert [a.number for a in await store.list_attempts(task.id)] == [1, 2]
+    assert pragma(db_path, "integrity_check") == "ok"
