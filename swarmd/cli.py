@@ -134,6 +134,8 @@ def run_ticket(
 
     settings = settings_or_exit()
     setup_cli_logging(settings)
+    if note := commands.offline_note(settings):
+        print(note, file=sys.stderr, flush=True)
     outcome = call(
         lambda: commands.run_ticket(settings, ticket, wait=wait, timeout=timeout, priority=priority)
     )

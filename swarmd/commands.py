@@ -76,6 +76,13 @@ async def wait_for_ticket(
     return ticket.state
 
 
+def offline_note(settings: Settings) -> str | None:
+    """What to say before running a ticket when no provider is configured."""
+    if settings.model_chain == (OFFLINE_MODEL,):
+        return "note: no LLM provider is configured; llm tasks use the offline echo/echo model"
+    return None
+
+
 async def run_ticket(
     settings: Settings,
     ref: str,
@@ -89,10 +96,6 @@ async def run_ticket(
 
     ticket_id = await resolve_ticket_ref(settings, ref, priority=priority)
     lines: list[str] = []
-    if settings.model_chain == (OFFLINE_MODEL,):
-        lines.append(
-            "note: no LLM provider is configured; llm tasks use the offline echo/echo model"
-        )
     daemon_pid = running_daemon_pid(settings)
     if daemon_pid is not None:
         if not wait:
