@@ -161,10 +161,9 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 
 
 class Database:
-    """The connections to one database file, and the thread that runs its long verbs.
+    """The two connections to one database file, and the thread that runs its long verbs.
 
-    ``inline`` is used only on the event loop's thread, ``worker`` only on the store's
-    thread, ``probe`` only for ``PRAGMA data_version``.
+    ``inline`` is used only on the event loop's thread, ``worker`` only on the store's thread.
     """
 
     def __init__(
@@ -173,13 +172,11 @@ class Database:
         *,
         inline: sqlite3.Connection,
         worker: sqlite3.Connection,
-        probe: sqlite3.Connection,
         executor: concurrent.futures.ThreadPoolExecutor,
     ) -> None:
         self.path = path
         self._inline = inline
         self._worker = worker
-        self._probe = probe
         self._executor = executor
         self._inline_writes = 0
         self._checkpoint: concurrent.futures.Future[None] | None = None
@@ -197,19 +194,18 @@ class Database:
         )
         loop = asyncio.get_running_loop()
         try:
-            inline, worker, probe = await loop.run_in_executor(executor, _open_connections, path)
+            inline, worker = await loop.run_in_executor(executor, _open_connections, path)
         except BaseException as exc:
             executor.shutdown(wait=False)
             if error := as_store_error(path, exc):
                 raise error from exc
             raise
-        return cls(path, inline=inline, worker=worker, probe=probe, executor=executor)
+        return cls(path, inline=inline, worker=worker, executor=executor)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._probe.close()
         self._inline.close()
         # Queued behind whatever the thread still has to do; the last connection to close
         # checkpoints the write-ahead log into the file.
@@ -221,9 +217,20 @@ class Database:
             raise StoreError(f"the store for {self.path} is already closed")
 
     def data_version(self) -> int:
+        """A number that changes whenever a connection other than the inline one commits:
+        another process, another ``Database``, or this one's own verbs that ran on its
+        thread. A daemon watching it for new work is not woken by its own claims and
+        heartbeats.
+
+        It is read on the loop with no busy wait; if the file is busy at that instant, -1
+        comes back, which reads as a change: the watcher merely looks once more."""
         self._check_open()
         try:
-            row = self._probe.execute("PRAGMA data_version").fetchone()
+            row = self._inline.execute("PRAGMA data_version").fetchone()
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                return -1
+            raise StoreError(describe_failure(self.path, exc)) from exc
         except sqlite3.Error as exc:
             raise StoreError(describe_failure(self.path, exc)) from exc
         return int(row[0])
@@ -243,7 +250,8 @@ class Database:
     async def write_one(
         self, sql: str, params: Sequence[Any] = (), *, inline: bool = True
     ) -> list[sqlite3.Row]:
-        """Run a single write statement, a transaction of its own."""
+        """Run a single write statement, a transaction of its own; being one statement,
+        it runs inline unless told otherwise."""
         return await self._run(lambda txn: txn.fetch(sql, params), _STATEMENT_WRITE, inline=inline)
 
     async def _run(self, body: Callable[[Transaction], T], mode: _Mode, *, inline: bool) -> T:
@@ -295,10 +303,8 @@ class Database:
             raise
 
 
-def _open_connections(
-    path: Path,
-) -> tuple[sqlite3.Connection, sqlite3.Connection, sqlite3.Connection]:
-    """The worker connection (migrating the file), then the inline one and the probe."""
+def _open_connections(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    """The inline connection, and the worker one (which migrates the file first)."""
     opened: list[sqlite3.Connection] = []
     try:
         worker = _connect(path, busy_timeout_ms=BUSY_TIMEOUT_MS, opened=opened)
@@ -307,14 +313,11 @@ def _open_connections(
         inline = _connect(path, busy_timeout_ms=0, opened=opened)
         # Checkpoints sync the file to disk: they run on the store's thread, not inline.
         inline.execute("PRAGMA wal_autocheckpoint = 0")
-        # A separate connection only for PRAGMA data_version: it changes whenever any
-        # *other* connection commits, this store's own two included.
-        probe = _connect(path, busy_timeout_ms=BUSY_TIMEOUT_MS, opened=opened)
     except BaseException:
         for conn in opened:
             conn.close()
         raise
-    return inline, worker, probe
+    return inline, worker
 
 
 def _connect(

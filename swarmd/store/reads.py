@@ -44,8 +44,9 @@ class StoreReads:
         return int(row[0]) if row else 0
 
     def data_version(self) -> int:
-        """A number that changes whenever another connection commits (this store's own
-        writes go through other connections, so they count too). Synchronous and cheap."""
+        """A number that changes when others commit (other processes, other stores, and
+        this store's verbs that ran on its thread), but not for this store's inline verbs.
+        Synchronous and cheap."""
         return self._db.data_version()
 
     async def get_ticket(self, ticket_id: int) -> Ticket:

@@ -125,3 +125,15 @@ async def test_a_claim_and_its_completion_survive_reopening(db_path: Path) -> No
         claimed.task.name: "succeeded",
         ({"a", "b"} - {claimed.task.name}).pop(): "ready",
     }
+
+
+async def test_data_version_ignores_the_stores_own_inline_writes_but_not_its_thread_ones(
+    store: Store,
+) -> None:
+    before = store.data_version()
+    await store.write_heartbeat(pid=1, started_at=0.0, version="x", status={})
+    claimed_nothing = await store.claim_ready_task()
+    assert claimed_nothing is None
+    assert store.data_version() == before
+    await store.submit_ticket(ticket("a"))  # a submit runs on the store's thread
+    assert store.data_version() != before
