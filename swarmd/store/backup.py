@@ -18,11 +18,12 @@ import os
 import sqlite3
 import stat
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote
 
 from swarmd.errors import InputError, StoreError
+from swarmd.store.database import BUSY_TIMEOUT_MS
 from swarmd.store.schema import LATEST_VERSION
 
 _SIDE_FILES = ("-wal", "-shm", "-journal")
@@ -36,7 +37,6 @@ class DatabaseCheck:
     path: Path
     problems: tuple[str, ...] = ()  # empty when the file is sound
     schema_version: int | None = None
-    known_version: int = LATEST_VERSION
     tickets: int | None = None
     tasks: int | None = None
     size_bytes: int = 0
@@ -179,7 +179,7 @@ def backup_database(db_path: Path, dest: Path, *, overwrite: bool = False) -> Ba
         raise InputError(f"cannot back up {db_path} onto itself")
     began = time.monotonic()
     check = _copy_into_place(db_path, dest)
-    return BackupResult(dest, dest.stat().st_size, time.monotonic() - began, check)
+    return BackupResult(dest, check.size_bytes, time.monotonic() - began, check)
 
 
 def restore_database(backup: Path, db_path: Path) -> RestoreResult:
@@ -241,21 +241,14 @@ def _copy_into_place(source: Path, dest: Path) -> DatabaseCheck:
         raise StoreError(f"writing {dest} failed: {exc}") from exc
     finally:
         _remove_quietly(staged)
-    return DatabaseCheck(
-        dest,
-        schema_version=check.schema_version,
-        tickets=check.tickets,
-        tasks=check.tasks,
-        size_bytes=dest.stat().st_size,
-        notes=check.notes,
-    )
+    return replace(check, path=dest, size_bytes=dest.stat().st_size)
 
 
 def _copy_database(source: Path, dest: Path) -> None:
     """One backup-API pass from ``source`` (opened read-only) to a new file ``dest``, synced."""
     src = _connect_readonly(source)
     try:
-        src.execute("PRAGMA busy_timeout = 5000")
+        src.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         dst = sqlite3.connect(dest, isolation_level=None)
         try:
             # One step (pages=-1): the whole copy is read in one read transaction, so it is

@@ -155,7 +155,7 @@ def _transact(
     return result
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
+def _is_busy(exc: sqlite3.Error) -> bool:
     message = str(exc).lower()
     return "locked" in message or "busy" in message
 
@@ -227,11 +227,9 @@ class Database:
         self._check_open()
         try:
             row = self._inline.execute("PRAGMA data_version").fetchone()
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
             if _is_busy(exc):
                 return -1
-            raise StoreError(describe_failure(self.path, exc)) from exc
-        except sqlite3.Error as exc:
             raise StoreError(describe_failure(self.path, exc)) from exc
         return int(row[0])
 
@@ -247,12 +245,10 @@ class Database:
         consistent state."""
         return await self._run(body, _SNAPSHOT if snapshot else _STATEMENTS, inline=inline)
 
-    async def write_one(
-        self, sql: str, params: Sequence[Any] = (), *, inline: bool = True
-    ) -> list[sqlite3.Row]:
-        """Run a single write statement, a transaction of its own; being one statement,
-        it runs inline unless told otherwise."""
-        return await self._run(lambda txn: txn.fetch(sql, params), _STATEMENT_WRITE, inline=inline)
+    async def write_one(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Run a single write statement, a transaction of its own; being one statement, it
+        runs inline when the write lock is free."""
+        return await self._run(lambda txn: txn.fetch(sql, params), _STATEMENT_WRITE, inline=True)
 
     async def _run(self, body: Callable[[Transaction], T], mode: _Mode, *, inline: bool) -> T:
         self._check_open()
@@ -354,7 +350,7 @@ def describe_failure(path: Path, exc: sqlite3.Error) -> str:
         return f"{path} is not a SQLite database; move it aside or point SWARMD_HOME elsewhere"
     if "malformed" in lowered or "corrupt" in lowered:
         return f"the database {path} is corrupt ({message}); restore it from a backup"
-    if "locked" in lowered or "busy" in lowered:
+    if _is_busy(exc):
         return (
             f"the database {path} stayed locked by another process for more than "
             f"{BUSY_TIMEOUT_MS / 1000:g} s"

@@ -55,13 +55,7 @@ def validate_task_graph(
 
 def find_cycle(tasks: Sequence[TaskSpec], position: Mapping[str, int]) -> list[str]:
     """A cycle among ``tasks`` as names (first repeated at the end), or ``[]``; iterative."""
-    waiting = [0] * len(tasks)  # needs not yet satisfied, counting only needs inside ``tasks``
-    dependents: list[list[int]] = [[] for _ in tasks]
-    for index, task in enumerate(tasks):
-        for need in task.needs:
-            if need in position:
-                waiting[index] += 1
-                dependents[position[need]].append(index)
+    waiting, dependents = _need_counts(tasks, position)
     ready = deque(index for index, count in enumerate(waiting) if count == 0)
     while ready:
         for dependent in dependents[ready.popleft()]:
@@ -89,6 +83,20 @@ def find_cycle(tasks: Sequence[TaskSpec], position: Mapping[str, int]) -> list[s
     return [tasks[index].name for index in [*loop, loop[0]]]
 
 
+def _need_counts(
+    tasks: Sequence[TaskSpec], position: Mapping[str, int]
+) -> tuple[list[int], list[list[int]]]:
+    """For each task, how many of its needs lie inside ``tasks``; and who needs each task."""
+    waiting = [0] * len(tasks)
+    dependents: list[list[int]] = [[] for _ in tasks]
+    for index, task in enumerate(tasks):
+        for need in task.needs:
+            if need in position:
+                waiting[index] += 1
+                dependents[position[need]].append(index)
+    return waiting, dependents
+
+
 def order_tasks(tasks: Sequence[TaskSpec]) -> tuple[TaskSpec, ...]:
     """``tasks`` (a valid graph) in dependency order, and each task's needs in that order too.
 
@@ -97,14 +105,9 @@ def order_tasks(tasks: Sequence[TaskSpec]) -> tuple[TaskSpec, ...]:
     tasks outside ``tasks`` (already in the ticket) come first, as written. Whatever merges
     outputs in the order of ``tasks`` or of ``needs`` can rely on this.
     """
-    position = {task.name: index for index, task in enumerate(tasks)}
-    waiting = [0] * len(tasks)
-    dependents: list[list[int]] = [[] for _ in tasks]
-    for index, task in enumerate(tasks):
-        for need in task.needs:
-            if need in position:
-                waiting[index] += 1
-                dependents[position[need]].append(index)
+    waiting, dependents = _need_counts(
+        tasks, {task.name: index for index, task in enumerate(tasks)}
+    )
     free = [index for index, count in enumerate(waiting) if count == 0]
     heapq.heapify(free)
     order: list[int] = []
