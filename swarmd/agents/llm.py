@@ -128,15 +128,15 @@ async def ask_models(
 async def run_llm(job: Job, calls: WorkerCalls) -> AgentResult:
     try:
         result = await ask_models(job, calls)
-    except RequestRejectedError as exc:
-        tries = [t.to_dict() for t in exc.tries]
-        return AgentResult(ok=False, error=str(exc), retryable=False, details={"tries": tries})
     except ChainFailedError as exc:
         return AgentResult(
-            ok=False, error=str(exc), details={"tries": [t.to_dict() for t in exc.tries]}
+            ok=False,
+            error=str(exc),
+            retryable=not isinstance(exc, RequestRejectedError),
+            details={"tries": [t.to_dict() for t in exc.tries]},
         )
     details = describe_result(result)
-    reply = result.response.raw_text or result.response.text
+    reply = result.response.full_text
     report = write_reply_files(Path(job.workspace), reply)
     details["files_written"] = list(report.written)
     details["refused"] = [{"path": r.path, "reason": r.reason} for r in report.refused]

@@ -96,10 +96,10 @@ async def run_planner(job: Job, calls: WorkerCalls) -> AgentResult:
             )
         try:
             result = await ask_models(job, calls, prompt=prompt)
-        except RequestRejectedError as exc:
-            return AgentResult(ok=False, error=str(exc), retryable=False)
         except ChainFailedError as exc:
-            return AgentResult(ok=False, error=str(exc))
+            return AgentResult(
+                ok=False, error=str(exc), retryable=not isinstance(exc, RequestRejectedError)
+            )
         details = describe_result(result)
         tries.extend(details.pop("tries"))
         try:

@@ -13,6 +13,7 @@ checks run again. Fixed files land in this task's archive, which the delivery me
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -71,23 +72,25 @@ async def run_checks(job: Job, env: Mapping[str, str]) -> list[dict[str, Any]]:
 
 
 def fix_prompt(job: Job, failed: Sequence[Mapping[str, Any]]) -> str:
-    from swarmd.outputs import collect_outputs
+    from swarmd.outputs.paths import walk_files
 
     parts = ["These checks failed:"]
     parts += [f"- {r['check']}\n{r['output']}".rstrip() for r in failed]
     parts.append("\nThe files of the work:")
     budget = MAX_FIX_CONTEXT_CHARS
-    for output in collect_outputs(Path(job.workspace)):
-        if output.path in ("response.md", "verify-report.txt"):
+    for path, file in walk_files(Path(job.workspace)):
+        if path in ("response.md", "verify-report.txt"):
             continue
+        data = file.read()
         try:
-            text = output.abs_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            parts.append(f'<file path="{output.path}"> (binary, {output.size} bytes) </file>')
+            # Decoded as ``Path.read_text(encoding="utf-8")`` would: universal newlines.
+            text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read()
+        except UnicodeDecodeError:
+            parts.append(f'<file path="{path}"> (binary, {len(data)} bytes) </file>')
             continue
         shown = text[: max(budget, 0)]
         budget -= len(shown)
-        parts.append(f'<file path="{output.path}">\n{shown}\n</file>')
+        parts.append(f'<file path="{path}">\n{shown}\n</file>')
     parts.append("\nFix the work so every check passes.")
     return "\n".join(parts)
 
@@ -106,9 +109,7 @@ async def fix_workspace(
         )
     except ChainFailedError as exc:
         return {"ok": False, "error": str(exc)}
-    report = write_reply_files(
-        Path(job.workspace), result.response.raw_text or result.response.text
-    )
+    report = write_reply_files(Path(job.workspace), result.response.full_text)
     return {"ok": True, **describe_result(result), "files_written": list(report.written)}
 
 

@@ -80,8 +80,8 @@ class ProviderConfig:
     def price_of(self, model: str) -> tuple[float, float] | None:
         if model in self.prices:
             return self.prices[model]
-        prefix, _, name = model.partition("/")
-        return self.prices.get(f"{self.aliases.get(prefix, prefix)}/{name}")
+        name = model.partition("/")[2]
+        return self.prices.get(f"{self.provider_name(model)}/{name}")
 
 
 def build_provider_config(
