@@ -17,7 +17,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,10 +117,6 @@ class WorkerProcess(Protocol):
     @property
     def identity(self) -> ProcessIdentity: ...
     @property
-    def started_at(self) -> float: ...
-    @property
-    def argv(self) -> tuple[str, ...]: ...
-    @property
     def returncode(self) -> int | None: ...
     @property
     def lost_with_spawner(self) -> bool:
@@ -132,6 +127,7 @@ class WorkerProcess(Protocol):
     def signal_group(self, sig: int) -> bool: ...
     def tree_rss_bytes(self) -> int: ...
     def tree_cpu_percent(self) -> float: ...
+    def tree_usage(self) -> tuple[int, float]: ...
 
 
 class GroupLeader:
@@ -146,18 +142,14 @@ class GroupLeader:
         self,
         identity: ProcessIdentity,
         handle: psutil.Process | None,
-        argv: Sequence[str],
-        started_at: float,
     ) -> None:
         self._handle = handle
         self._cpu_handles: dict[ProcessIdentity, psutil.Process] = {}
-        self.argv = tuple(argv)
         self.pid = identity.pid
         # The leader of a new session leads its group too: pgid == sid == pid. Reading it
         # with getpgid() instead would race with a fast exit.
         self.pgid = identity.pid
         self.identity = identity
-        self.started_at = started_at
         self.lost_with_spawner = False
 
     def signal_group(self, sig: int) -> bool:
@@ -183,7 +175,8 @@ class GroupLeader:
         # while any member of our group lives, the number stays ours. The danger is only
         # a group that emptied and a stranger that got the number and made its own group:
         # that stranger would then be alive at our pid with another start time.
-        return identify(self.pid) is None or _holds_pid(self.identity)
+        current = identify(self.pid)
+        return current is None or _same_start(current.create_time, self.identity.create_time)
 
     def tree_rss_bytes(self) -> int:
         """Resident memory of the leader and all its descendants, summed (0 once it is gone).
@@ -192,11 +185,18 @@ class GroupLeader:
         safe side for a memory limit. Descendants whose parent exited were re-parented out
         of the tree and are not counted.
         """
-        return sum(_rss_or_zero(process) for process in self._tree())
+        return _tree_rss(self._tree())
 
     def tree_cpu_percent(self) -> float:
         """CPU use of the tree since the previous call, in percent of one CPU (0.0 at first)."""
+        return self._tree_cpu_percent(self._tree())
+
+    def tree_usage(self) -> tuple[int, float]:
+        """``(tree_rss_bytes(), tree_cpu_percent())`` from a single walk of the tree."""
         tree = self._tree()
+        return _tree_rss(tree), self._tree_cpu_percent(tree)
+
+    def _tree_cpu_percent(self, tree: list[psutil.Process]) -> float:
         seen: dict[ProcessIdentity, psutil.Process] = {}
         total = 0.0
         for process in tree:
@@ -235,12 +235,12 @@ class SpawnedProcess(GroupLeader):
         process: asyncio.subprocess.Process,
         handle: psutil.Process | None,
         argv: Sequence[str],
-        started_at: float,
     ) -> None:
         # A handle of None means the child exited (and was reaped) before we could read its
         # start time; 0.0 is a start time no live process has, so the identity matches none.
         identity = ProcessIdentity(process.pid, handle.create_time() if handle is not None else 0.0)
-        super().__init__(identity, handle, argv, started_at)
+        super().__init__(identity, handle)
+        self.argv = tuple(argv)
         self._process = process
 
     def __repr__(self) -> str:
@@ -254,6 +254,10 @@ class SpawnedProcess(GroupLeader):
     async def wait(self) -> int:
         """Wait for the group leader to exit and return its ``returncode``."""
         return await self._process.wait()
+
+
+def _tree_rss(tree: list[psutil.Process]) -> int:
+    return sum(_rss_or_zero(process) for process in tree)
 
 
 def _rss_or_zero(process: psutil.Process) -> int:
@@ -297,7 +301,7 @@ async def spawn_process_group(
         raise ProcessError(_spawn_failure(argv[0], cwd, exc)) from exc
     finally:
         os.close(log_fd)  # the child has its own copy
-    return SpawnedProcess(process, _handle_for_child(process.pid), argv, time.monotonic())
+    return SpawnedProcess(process, _handle_for_child(process.pid), argv)
 
 
 def _open_log(path: Path) -> int:

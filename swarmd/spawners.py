@@ -76,11 +76,9 @@ class ForkedProcess(GroupLeader):
     def __init__(
         self,
         identity: ProcessIdentity,
-        argv: tuple[str, ...],
-        started_at: float,
         exit_status: asyncio.Future[int],
     ) -> None:
-        super().__init__(identity, process_handle(identity), argv, started_at)
+        super().__init__(identity, process_handle(identity))
         self._exit_status = exit_status
 
     def __repr__(self) -> str:
@@ -242,7 +240,7 @@ class Zygote:
         # psutil's own arithmetic, in this process: the identity matches what psutil says
         # of the live worker here, whatever the wall clock did since the zygote started.
         identity = ProcessIdentity(pid, start_ticks / CLOCK_TICKS + psutil.boot_time())
-        worker = ForkedProcess(identity, self.process.argv, time.monotonic(), exit_status)
+        worker = ForkedProcess(identity, exit_status)
         self._workers[pid] = worker
         reply = self._replies.get(request_id)
         if reply is None or reply.done():

@@ -380,6 +380,7 @@ class Supervisor:
         workers = []
         for session, _ in self._sessions.values():
             proc = session.proc
+            rss, cpu = proc.tree_usage() if proc else (0, 0.0)
             workers.append(
                 {
                     "task": session.ref,
@@ -387,8 +388,8 @@ class Supervisor:
                     "agent": session.claimed.task.agent,
                     "pid": proc.pid if proc else None,
                     "age_s": round(session.age(), 1),
-                    "rss_bytes": proc.tree_rss_bytes() if proc else 0,
-                    "cpu_percent": round(proc.tree_cpu_percent(), 1) if proc else 0.0,
+                    "rss_bytes": rss,
+                    "cpu_percent": round(cpu, 1),
                     "heartbeat_age_s": round(session.silence(), 1),
                     "stopping": session.kill_reason.value if session.kill_reason else None,
                 }
