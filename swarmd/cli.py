@@ -118,8 +118,10 @@ def submit(
     else:
         print(result.ticket_id)
     if wait:
+        from swarmd.progress import exit_code_for
+
         state = call(lambda: commands.wait_for_ticket(settings, result.ticket_id, timeout=None))
-        raise typer.Exit(0 if state is TicketState.SUCCEEDED else 1)
+        raise typer.Exit(exit_code_for(state))
 
 
 @app.command("run-ticket")
@@ -154,7 +156,7 @@ def status(
 
     settings = settings_or_exit()
     if watch:
-        statusview.watch(settings, lambda: call(lambda: commands.gather_status(settings)))
+        statusview.watch(lambda: call(lambda: commands.gather_status(settings)))
         return
     report = call(lambda: commands.gather_status(settings))
     if json_output:

@@ -95,23 +95,20 @@ async def run_ticket(
     from swarmd.daemon import running_daemon_pid
 
     ticket_id = await resolve_ticket_ref(settings, ref, priority=priority)
-    lines: list[str] = []
     daemon_pid = running_daemon_pid(settings)
     if daemon_pid is not None:
         if not wait:
-            return RunOutcome(
-                0, [*lines, f"ticket {ticket_id} queued for the daemon (pid {daemon_pid})"]
-            )
+            return RunOutcome(0, [f"ticket {ticket_id} queued for the daemon (pid {daemon_pid})"])
         state = await wait_for_ticket(settings, ticket_id, timeout=timeout)
     else:
         state_or_none = await run_in_process(settings, ticket_id, timeout=timeout)
         if state_or_none is None:
             return RunOutcome(
                 1,
-                [*lines, f"ticket {ticket_id} stopped before it finished; its tasks were requeued"],
+                [f"ticket {ticket_id} stopped before it finished; its tasks were requeued"],
             )
         state = state_or_none
-    return RunOutcome(exit_code_for(state), [*lines, *await describe_outcome(settings, ticket_id)])
+    return RunOutcome(exit_code_for(state), await describe_outcome(settings, ticket_id))
 
 
 async def run_in_process(
@@ -148,14 +145,18 @@ async def resolve_ticket_ref(settings: Settings, ref: str, *, priority: int | No
 
 
 async def describe_outcome(settings: Settings, ticket_id: int) -> list[str]:
-    view = await show_ticket(settings, ticket_id)
-    counts = view.ticket.task_counts
+    layout = HomeLayout(settings.home)
+    async with await Store.open(settings.db_path) as store:
+        ticket = await store.get_ticket(ticket_id)
+        tasks = await store.list_tasks(ticket_id)
+    outputs = find_outputs(layout, ticket_id, tasks)
+    counts = ticket.task_counts
     summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
-    lines = [f"ticket {ticket_id} {view.ticket.state.value}: {summary}"]
-    for task in view.tasks:
+    lines = [f"ticket {ticket_id} {ticket.state.value}: {summary}"]
+    for task in tasks:
         if task.state.value in ("dead", "skipped", "cancelled") and task.last_error:
             lines.append(f"  {task.name}: {task.state.value}: {task.last_error}")
-    lines.extend(f"{label}: {path}" for label, path in view.outputs.items())
+    lines.extend(f"{label}: {path}" for label, path in outputs.items())
     return lines
 
 
@@ -170,6 +171,11 @@ async def show_ticket(settings: Settings, ticket_id: int) -> TicketView:
         ticket = await store.get_ticket(ticket_id)
         tasks = await store.list_tasks(ticket_id)
         attempts = {task.id: await store.list_attempts(task.id) for task in tasks}
+    return TicketView(ticket, tasks, attempts, find_outputs(layout, ticket_id, tasks))
+
+
+def find_outputs(layout: HomeLayout, ticket_id: int, tasks: list[Task]) -> dict[str, Path]:
+    """The ticket's delivery archive and its tasks' archives, those that exist, by label."""
     outputs: dict[str, Path] = {}
     delivery = layout.delivery_archive(ticket_id)
     if delivery.exists():
@@ -178,7 +184,7 @@ async def show_ticket(settings: Settings, ticket_id: int) -> TicketView:
         archive = layout.task_archive(ticket_id, task.name)
         if archive.exists():
             outputs[f"task {task.name}"] = archive
-    return TicketView(ticket, tasks, attempts, outputs)
+    return outputs
 
 
 async def cancel(settings: Settings, ticket_id: int, task: str | None) -> list[str]:

@@ -107,7 +107,8 @@ def check_home(home: Path) -> Finding:
         )
     if not home.is_dir():
         return Finding("home", Level.FAIL, f"{home} is not a directory", "point SWARMD_HOME at one")
-    mode = home.stat().st_mode
+    home_stat = home.stat()
+    mode = home_stat.st_mode
     if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
         return Finding(
             "home",
@@ -125,7 +126,7 @@ def check_home(home: Path) -> Finding:
             f"cannot write in {home}: {exc.strerror}",
             "run swarmd as the directory's owner, or fix its permissions",
         )
-    owner = home.stat().st_uid
+    owner = home_stat.st_uid
     if owner != os.geteuid():
         return Finding(
             "home",

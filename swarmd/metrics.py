@@ -316,7 +316,9 @@ class MetricsExporter:
                 f"cannot serve metrics on {self._host}:{self._port} "
                 f"(SWARMD_METRICS_PORT): {exc.strerror or exc}"
             ) from exc
-        host, port = self._server.sockets[0].getsockname()[:2]
+        address = self.address
+        assert address is not None  # the server was just started
+        host, port = address
         log.info("metrics_serving", url=f"http://{host}:{port}/metrics")
 
     async def run(self) -> None:

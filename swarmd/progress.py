@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -56,12 +55,11 @@ async def follow_ticket(
     db_path: Path,
     ticket_id: int,
     *,
-    until: Callable[[Ticket], bool] = lambda t: t.state.is_terminal,
     printer: ProgressPrinter | None = None,
     interval: float = 0.25,
     stop: asyncio.Event | None = None,
 ) -> Ticket:
-    """Poll the ticket (on its own connection) until ``until`` holds or ``stop`` is set."""
+    """Poll the ticket (on its own connection) until it finishes or ``stop`` is set."""
     store = await Store.open(db_path)
     try:
         seen_version = -1
@@ -73,7 +71,7 @@ async def follow_ticket(
                 ticket = await store.get_ticket(ticket_id)
                 if printer is not None:
                     printer.show(ticket)
-                if until(ticket):
+                if ticket.state.is_terminal:
                     return ticket
             if stop is not None and stop.is_set():
                 return ticket

@@ -11,7 +11,6 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from swarmd.config import Settings
 from swarmd.render import duration, styled
 
 
@@ -128,7 +127,7 @@ def print_status(console: Console, report: dict[str, Any]) -> None:
         console.print(part)
 
 
-def watch(settings: Settings, gather: Callable[[], dict[str, Any]], interval: float = 1.0) -> None:
+def watch(gather: Callable[[], dict[str, Any]], interval: float = 1.0) -> None:
     with Live(auto_refresh=False) as live:
         try:
             while True:

@@ -129,8 +129,7 @@ def read_archive_manifest(path: Path) -> dict[str, Any]:
             for member in tar:
                 if member.name == MANIFEST_JSON and member.isreg():
                     manifest = _load_manifest(tar, member)
-                    files = manifest.get("files") if isinstance(manifest, dict) else None
-                    if isinstance(files, list) and all(_is_file_entry(e) for e in files):
+                    if _valid_files(manifest) is not None:
                         return manifest  # type: ignore[no-any-return]
                     break
     except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:
@@ -321,8 +320,8 @@ def _load_manifest(tar: tarfile.TarFile, member: tarfile.TarInfo) -> Any:
 
 
 def _compare_with_manifest(manifest: Any, found: dict[str, tuple[int, str]]) -> list[str]:
-    listed = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(listed, list) or not all(_is_file_entry(entry) for entry in listed):
+    listed = _valid_files(manifest)
+    if listed is None:
         return ["manifest.json has no valid list of files"]
     problems: list[str] = []
     unseen = dict(found)
@@ -344,6 +343,14 @@ def _compare_with_manifest(manifest: Any, found: dict[str, tuple[int, str]]) -> 
     if manifest.get("total_bytes") != sum(entry["size"] for entry in listed):
         problems.append("the manifest's total_bytes is not the sum of its file sizes")
     return problems
+
+
+def _valid_files(manifest: Any) -> list[Any] | None:
+    """The manifest's ``files`` list if it is a list of well-formed entries, else None."""
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if isinstance(files, list) and all(_is_file_entry(entry) for entry in files):
+        return files
+    return None
 
 
 def _is_file_entry(entry: Any) -> bool:

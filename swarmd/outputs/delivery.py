@@ -23,6 +23,7 @@ from swarmd.outputs.archive import (
     MANIFEST_TXT,
     ArchiveInfo,
     ArchiveWriter,
+    _member_file,
     manifest_bytes,
     read_archive_manifest,
 )
@@ -144,8 +145,7 @@ def _copy_task_files(
                 entry = wanted.get(path) if member.name.startswith(FILES_PREFIX) else None
                 if entry is None or not member.isreg():
                     continue
-                source = tar.extractfile(member)
-                assert source is not None  # a regular member always has data
+                source = _member_file(tar, member)
                 executable = bool(member.mode & 0o111)
                 digest = archive.add_stream(path, source, member.size, executable=executable)
                 if digest != entry["sha256"] or member.size != entry["size"]:

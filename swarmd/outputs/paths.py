@@ -234,7 +234,6 @@ def _opened(fd: int) -> Iterator[int]:
 
 def _enter_dir(dir_fd: int, name: str, rel: str, depth: int, *, create: bool = True) -> int:
     """Open the directory ``name`` under ``dir_fd`` (creating it if asked), never a symlink."""
-    shown = "/".join(rel.split("/")[:depth])
     if create:
         try:
             os.mkdir(name, 0o755, dir_fd=dir_fd)
@@ -248,6 +247,7 @@ def _enter_dir(dir_fd: int, name: str, rel: str, depth: int, *, create: bool = T
         if exc.errno in (errno.ENOTDIR, errno.ELOOP):
             is_link = _is_symlink(dir_fd, name)
             what = "a symlink" if is_link else "not a directory"
+            shown = "/".join(rel.split("/")[:depth])
             raise UnsafePathError(
                 f"path {quote_path(rel)} meets {quote_path(shown)}, which is {what}"
             ) from exc
