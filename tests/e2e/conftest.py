@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,16 @@ import pytest
 from tests.integration.conftest import (
     PROVIDER_VARIABLES,
     attempts_of,
+    home,
     swarmd,
     tasks_of,
     write_ticket,
 )
 from tests.integration.conftest import cli_env as integration_env
+from tests.llm.conftest import fake_llm
 from tests.support.fake_llm import FakeLLMServer
+
+__all__ = ["fake_llm", "home"]
 
 PRIMARY = "openai/gpt-primary"
 FALLBACK = "anthropic/claude-fallback"
@@ -42,12 +45,6 @@ ENDPOINT_VARIABLES = (
     "MINIMAX_API_KEY",
     "OLLAMA_HOST",
 )
-
-
-@pytest.fixture
-def fake_llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
 
 
 def cli_env(home: Path) -> dict[str, str]:
@@ -70,13 +67,6 @@ def provider_env(fake_llm: FakeLLMServer) -> dict[str, str]:
         "SWARMD_FALLBACK_MODEL": FALLBACK,
         "SWARMD_API_RATE_LIMIT_RPM": "60000",
     }
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    return path
 
 
 @pytest.fixture

@@ -12,21 +12,9 @@ from swarmd.models import ExitReason, TaskSpec, TicketSpec
 from swarmd.store import Store
 from swarmd.store.stats import StoreStats
 from tests.integration.conftest import daemon, home, swarmd_env
+from tests.store.builders import FakeClock
 
-__all__ = ["daemon", "home", "swarmd_env"]
-
-
-class FakeClock:
-    """Wall-clock seconds that move only when a test says so."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+__all__ = ["FakeClock", "daemon", "home", "swarmd_env"]
 
 
 @pytest.fixture

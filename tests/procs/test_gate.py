@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from swarmd.gate import MB, GateDecision, GateHold, HostProbe, SpawnGate
+from tests.store.builders import FakeClock
 
 
 class FakeProbe:
@@ -20,14 +21,6 @@ class FakeProbe:
 
     def load_1m(self) -> float:
         return self.load
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make_gate(probe: FakeProbe, clock: FakeClock | None = None, **overrides: float) -> SpawnGate:
