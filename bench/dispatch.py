@@ -51,9 +51,9 @@ from typing import Any, TypeVar
 import psutil
 
 from swarmd import __version__
-from swarmd.launcher import HomeLayout
+from swarmd.spawn.launcher import HomeLayout
 from swarmd.models import Attempt, TaskSpec, TicketSpec
-from swarmd.progress import follow_ticket
+from swarmd.cli.progress import follow_ticket
 from swarmd.store import Store
 
 TARGET_RATIO = 1.25
@@ -214,7 +214,7 @@ def fork_servers(daemon: psutil.Process) -> list[psutil.Process]:
     servers = []
     for child in daemon.children():
         try:
-            if "swarmd.forkserver" in child.cmdline():
+            if "swarmd.worker.forkserver" in child.cmdline():
                 servers.append(child)
         except psutil.Error:
             continue

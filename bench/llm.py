@@ -57,7 +57,7 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 
 from swarmd.agents.llm import ChannelBroker  # noqa: E402
-from swarmd.channel import Channel, WorkerCalls  # noqa: E402
+from swarmd.wire.channel import Channel, WorkerCalls  # noqa: E402
 from swarmd.llm import (  # noqa: E402
     BudgetExceededError,
     ChatRequest,
@@ -190,7 +190,7 @@ class WorkerSampler(threading.Thread):
         command = child.cmdline()
         if "swarmd.worker" in command:
             return True  # exec'd
-        if "swarmd.forkserver" not in command:
+        if "swarmd.worker.forkserver" not in command:
             return False
         if child.ppid() == self.root_pid:  # the fork server itself
             self._forkserver = child

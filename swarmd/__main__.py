@@ -1,5 +1,5 @@
 """`python -m swarmd` is the `swarmd` command."""
 
-from swarmd.cli import main
+from swarmd.cli.app import main
 
 main()

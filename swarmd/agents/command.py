@@ -12,7 +12,7 @@ import os
 import signal
 from collections.abc import Mapping
 
-from swarmd.job import AgentResult, Job
+from swarmd.wire.job import AgentResult, Job
 
 
 def expand_command(argv: tuple[str, ...], job: Job) -> list[str]:

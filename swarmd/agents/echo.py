@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from swarmd.job import AgentResult, Job
+from swarmd.wire.job import AgentResult, Job
 
 
 def run_echo(job: Job) -> AgentResult:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from swarmd.channel import WorkerCalls
-from swarmd.job import AgentResult, Job
+from swarmd.wire.channel import WorkerCalls
+from swarmd.wire.job import AgentResult, Job
 from swarmd.llm import (
     ChainFailedError,
     ChatRequest,

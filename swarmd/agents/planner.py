@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from swarmd.agents.llm import ask_models, describe_result
-from swarmd.channel import WorkerCalls
+from swarmd.wire.channel import WorkerCalls
 from swarmd.errors import TicketError
-from swarmd.job import AgentResult, Job
+from swarmd.wire.job import AgentResult, Job
 from swarmd.llm import ChainFailedError, RequestRejectedError, strip_reasoning
 from swarmd.models import TaskSpec
 from swarmd.tickets import PLAN_TASK, VERIFY_AGENT, parse_tasks

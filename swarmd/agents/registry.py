@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from swarmd.agents.spec import AgentDef, AgentKind
+from swarmd.wire.agent import AgentDef, AgentKind
 from swarmd.errors import ConfigError, TicketError
 
 PLANNER_SYSTEM_PROMPT = """\

@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from swarmd.channel import WorkerCalls
-from swarmd.job import AgentResult, Job
+from swarmd.wire.channel import WorkerCalls
+from swarmd.wire.job import AgentResult, Job
 
 OUTPUT_TAIL_CHARS = 4000
 MAX_FIX_CONTEXT_CHARS = 64 * 1024

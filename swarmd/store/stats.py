@@ -6,7 +6,7 @@ of question:
 - recent windows, for ``swarmd status``: throughput, latency percentiles and busy
   worker-seconds over the last N seconds, and tokens and cost since a moment (midnight);
 - every closed attempt exactly once, for counters that must agree with the database across
-  restarts (``swarmd.metrics``): ``closed_attempts`` pages through them with a cursor.
+  restarts (``swarmd.daemon.metrics.collector``): ``closed_attempts`` pages through them with a cursor.
 
 Attempt results are the workers' reports (``swarmd.agents``): an llm attempt carries
 ``model``, ``tries`` [{model, outcome, status, error, latency_s}], ``usage``

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 
 from swarmd.models import ExitReason, TaskSpec, TaskState, TicketSpec, TicketState
-from swarmd.procs import make_child_subreaper
+from swarmd.spawn.groups import make_child_subreaper
 from swarmd.store import Store
 
 from .conftest import (

@@ -1,6 +1,6 @@
 """The spawn gate inside a real supervisor: held spawns wait, then run once the host recovers.
 
-The supervisor is wired as ``swarmd.daemon`` wires it (real store on a file, real launcher,
+The supervisor is wired as ``swarmd.daemon.serve`` wires it (real store on a file, real launcher,
 real worker processes), except that the gate reads a fake probe the test turns up and down.
 """
 
@@ -18,11 +18,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from swarmd.agents.registry import AgentRegistry
-from swarmd.gate import GateDecision, GateHold, SpawnGate
-from swarmd.launcher import HomeLayout, LaunchSettings, WorkerLauncher
+from swarmd.daemon.gate import GateDecision, GateHold, SpawnGate
+from swarmd.spawn.launcher import HomeLayout, LaunchSettings, WorkerLauncher
 from swarmd.models import TaskSpec, TaskState, TicketSpec, TicketState
 from swarmd.store import Store
-from swarmd.supervisor import Supervisor, SupervisorConfig
+from swarmd.daemon.supervisor import Supervisor, SupervisorConfig
 
 from .conftest import PROVIDER_VARIABLES
 

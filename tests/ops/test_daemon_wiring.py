@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from swarmd.broker import BrokerService
+from swarmd.daemon.permits import BrokerService
 from swarmd.config import load_settings
-from swarmd.daemon import DaemonHooks, metrics_exporter
-from swarmd.delivery import DeliveryBuilder
+from swarmd.daemon.serve import DaemonHooks, metrics_exporter
+from swarmd.daemon.deliveries import DeliveryBuilder
 from swarmd.errors import SwarmdError
-from swarmd.gate import GateDecision, GateHold
-from swarmd.launcher import HomeLayout
-from swarmd.metrics import GateHoldCounter, MetricsExporter
+from swarmd.daemon.gate import GateDecision, GateHold
+from swarmd.spawn.launcher import HomeLayout
+from swarmd.daemon.metrics.collector import GateHoldCounter, MetricsExporter
 from swarmd.models import ExitReason
-from swarmd.notify import SystemdNotifier
+from swarmd.daemon.notify import SystemdNotifier
 from swarmd.store import Store
 
 from .conftest import FakeClock, run_attempt

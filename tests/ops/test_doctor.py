@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from swarmd.config import load_settings
-from swarmd.doctor import (
+from swarmd.cli.doctor import (
     DoctorOptions,
     Finding,
     Level,

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from swarmd.metrics import (
+from swarmd.daemon.metrics.collector import (
     DURATION_BUCKETS,
     GateHoldCounter,
     MetricsCollector,

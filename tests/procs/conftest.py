@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from swarmd.procs import make_child_subreaper
+from swarmd.spawn.groups import make_child_subreaper
 from tests.procs.child_processes import OrphanWatch, ReadyPipe, SessionLeaders
 
 

@@ -2,7 +2,7 @@
 
     python standin_daemon.py --workers N --pass-fd FD --log DIR -- ARGV...
 
-Each worker runs ARGV through ``swarmd.procs.spawn_process_group`` (own session, scrubbed
+Each worker runs ARGV through ``swarmd.spawn.groups.spawn_process_group`` (own session, scrubbed
 file descriptors, FD passed on), from an asyncio loop as in the daemon; ``{daemon_pid}`` in
 ARGV becomes this process's pid. The test SIGKILLs this process and counts what survives.
 """
@@ -14,7 +14,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from swarmd.procs import spawn_process_group
+from swarmd.spawn.groups import spawn_process_group
 
 
 async def run_workers(workers: int, pass_fd: int, log_dir: Path, argv: list[str]) -> None:

@@ -2,7 +2,7 @@
 
     python standin_forkserver.py --workers N --home DIR -- ARGV...
 
-Starts a ``swarmd.spawners.ForkServer`` from an asyncio loop, has it fork N real workers
+Starts a ``swarmd.spawn.spawners.ForkServer`` from an asyncio loop, has it fork N real workers
 (``swarmd.worker``), and hands each a command job running ARGV in its workspace
 ``DIR/wN``. The test SIGKILLs this process and counts what survives. The helpers are shared
 with the tests that run a fork server in their own loop.
@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from swarmd.agents.spec import AgentDef, AgentKind
-from swarmd.channel import Channel
-from swarmd.job import Job
-from swarmd.procs import WorkerProcess
-from swarmd.spawners import WorkerSpawner
+from swarmd.wire.agent import AgentDef, AgentKind
+from swarmd.wire.channel import Channel
+from swarmd.wire.job import Job
+from swarmd.spawn.groups import WorkerProcess
+from swarmd.spawn.spawners import WorkerSpawner
 
 
 def command_job(workspace: Path, argv: list[str]) -> dict[str, Any]:
@@ -65,7 +65,7 @@ async def spawn_worker(
 
 
 async def run_workers(workers: int, home: Path, argv: list[str]) -> None:
-    from swarmd.spawners import ForkServer
+    from swarmd.spawn.spawners import ForkServer
 
     env = dict(os.environ)
     server = ForkServer(env=env, cwd=home, log_path=home / "forkserver.log")

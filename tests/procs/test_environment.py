@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swarmd.procs import scrub_environment
+from swarmd.spawn.groups import scrub_environment
 
 SYSTEMD_ENV = {
     "NOTIFY_SOCKET": "/run/systemd/notify",

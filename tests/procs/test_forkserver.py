@@ -15,12 +15,12 @@ import psutil
 import pytest
 from structlog.testing import capture_logs
 
-from swarmd.channel import Channel, ChannelClosed
+from swarmd.wire.channel import Channel, ChannelClosed
 from swarmd.config import Settings, load_settings
-from swarmd.daemon import worker_spawner
+from swarmd.daemon.serve import worker_spawner
 from swarmd.errors import ConfigError, ProcessError
-from swarmd.procs import SpawnedProcess, WorkerProcess
-from swarmd.spawners import ExecSpawner, ForkedProcess, ForkServer
+from swarmd.spawn.groups import SpawnedProcess, WorkerProcess
+from swarmd.spawn.spawners import ExecSpawner, ForkedProcess, ForkServer
 from tests.procs.child_processes import (
     PROCESS_TIMEOUT,
     OrphanWatch,

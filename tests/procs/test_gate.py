@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmd.gate import MB, GateDecision, GateHold, HostProbe, SpawnGate
+from swarmd.daemon.gate import MB, GateDecision, GateHold, HostProbe, SpawnGate
 from tests.store.builders import FakeClock
 
 

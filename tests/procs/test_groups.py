@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from swarmd.procs import (
+from swarmd.spawn.groups import (
     ProcessIdentity,
     SpawnedProcess,
     describe_exit,

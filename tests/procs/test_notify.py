@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmd.notify import SystemdNotifier, watchdog_interval
+from swarmd.daemon.notify import SystemdNotifier, watchdog_interval
 
 
 @pytest.fixture

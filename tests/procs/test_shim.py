@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmd import shim
+from swarmd.worker import shim
 from tests.procs.child_processes import (
     PROCESS_TIMEOUT,
     OrphanWatch,
@@ -27,7 +27,7 @@ STANDIN_DAEMON = Path(__file__).with_name("standin_daemon.py")
 PYTHON_WORKER = textwrap.dedent(
     """
     import os, subprocess, sys
-    from swarmd.shim import arm_parent_death
+    from swarmd.worker.shim import arm_parent_death
     arm_parent_death(int(sys.argv[1]))
     grandchild = subprocess.Popen(["sleep", "60"])
     os.write(int(sys.argv[2]), b"ready %d %d\\n" % (os.getpid(), grandchild.pid))
@@ -69,7 +69,7 @@ def test_a_command_under_the_shim_entry_point_dies_with_a_sigkilled_daemon(
 ) -> None:
     fd = ready_pipe.write_fd
     command = f"sleep 60 & echo ready $$ $! >/dev/fd/{fd}; wait"
-    shimmed = [sys.executable, "-m", "swarmd.shim", "{daemon_pid}", "--", "sh", "-c", command]
+    shimmed = [sys.executable, "-m", "swarmd.worker.shim", "{daemon_pid}", "--", "sh", "-c", command]
     daemon = start_standin_daemon(leaders, tmp_path, ready_pipe, shimmed, workers=2)
     for _ in range(2):
         assert ready_pipe.read_line().startswith("ready")
@@ -83,7 +83,7 @@ def test_a_command_under_the_shim_entry_point_dies_with_a_sigkilled_daemon(
 def test_worker_whose_parent_died_before_arming_kills_its_group_at_once() -> None:
     # The expected parent is not our parent: exactly what a worker sees when the daemon
     # died between fork and prctl, after which no death signal will ever come.
-    code = "from swarmd.shim import arm_parent_death; arm_parent_death(1); print('survived')"
+    code = "from swarmd.worker.shim import arm_parent_death; arm_parent_death(1); print('survived')"
     result = subprocess.run(
         [sys.executable, "-c", code],
         start_new_session=True,
@@ -96,7 +96,7 @@ def test_worker_whose_parent_died_before_arming_kills_its_group_at_once() -> Non
 
 
 def test_arming_refuses_a_process_that_does_not_lead_its_group() -> None:
-    code = "from swarmd.shim import arm_parent_death; import os; arm_parent_death(os.getppid())"
+    code = "from swarmd.worker.shim import arm_parent_death; import os; arm_parent_death(os.getppid())"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, timeout=PROCESS_TIMEOUT, check=False
     )
@@ -106,7 +106,7 @@ def test_arming_refuses_a_process_that_does_not_lead_its_group() -> None:
 
 def shim_argv() -> list[str]:
     """The shim entry point, armed for the test process as the daemon."""
-    return [sys.executable, "-m", "swarmd.shim", str(os.getpid()), "--"]
+    return [sys.executable, "-m", "swarmd.worker.shim", str(os.getpid()), "--"]
 
 
 def run_shim(*argv: str) -> subprocess.CompletedProcess[bytes]:
@@ -176,7 +176,7 @@ def test_shim_does_not_repeat_a_signal_its_parent_sent_to_the_whole_group(
 
 def test_shim_usage_error_exits_2() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "swarmd.shim", "not-a-pid"],
+        [sys.executable, "-m", "swarmd.worker.shim", "not-a-pid"],
         capture_output=True,
         timeout=PROCESS_TIMEOUT,
         check=False,
@@ -187,7 +187,7 @@ def test_shim_usage_error_exits_2() -> None:
 
 def test_shim_imports_only_what_a_worker_can_afford() -> None:
     code = (
-        "import sys; before = set(sys.modules); import swarmd.shim;"
+        "import sys; before = set(sys.modules); import swarmd.worker.shim;"
         "print(sorted(set(sys.modules) - before))"
     )
     result = subprocess.run(
@@ -199,7 +199,7 @@ def test_shim_imports_only_what_a_worker_can_afford() -> None:
     assert {name for name in imported if name.startswith("swarmd")} == {
         "swarmd",
         "swarmd.errors",
-        "swarmd.shim",
+        "swarmd.worker.shim",
     }
 
 

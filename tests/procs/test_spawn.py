@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from swarmd.errors import ProcessError
-from swarmd.procs import SpawnedProcess, identify, spawn_process_group
+from swarmd.spawn.groups import SpawnedProcess, identify, spawn_process_group
 from tests.procs.child_processes import ReadyPipe
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux processes")

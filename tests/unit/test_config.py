@@ -69,7 +69,7 @@ def test_home_follows_systemd_state_directory(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_heartbeat_follows_a_short_systemd_watchdog() -> None:
-    from swarmd.daemon import heartbeat_interval
+    from swarmd.daemon.serve import heartbeat_interval
 
     settings = load_settings()
     assert heartbeat_interval(settings, {}) == 2.0

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from swarmd.agents.registry import load_agent_registry
-from swarmd.agents.spec import AgentKind
+from swarmd.wire.agent import AgentKind
 from swarmd.errors import ConfigError, TicketError
 
 

@@ -5,10 +5,10 @@ from pathlib import Path
 from typing import Any
 
 from swarmd.agents.registry import BUILTIN_AGENTS
-from swarmd.job import Job
+from swarmd.wire.job import Job
 from swarmd.models import Attempt, ClaimedTask, ExitReason, Task, TaskState
-from swarmd.spawners import ExecSpawner
-from swarmd.workers import WorkerSession
+from swarmd.spawn.spawners import ExecSpawner
+from swarmd.spawn.session import WorkerSession
 
 
 class StubProcess:

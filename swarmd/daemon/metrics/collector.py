@@ -25,13 +25,13 @@ from typing import Any
 
 from swarmd import __version__
 from swarmd.errors import EnvironmentProblem, SwarmdError
-from swarmd.gate import GateHold
+from swarmd.daemon.gate import GateHold
 from swarmd.logs import get_logger
 from swarmd.models import Clock, ExitReason, TaskState
 from swarmd.store import Store
 from swarmd.store.stats import AttemptCursor, ClosedAttempt, StoreStats, llm_tries, llm_usage
 
-log = get_logger("swarmd.metrics")
+log = get_logger("swarmd.daemon.metrics.collector")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)

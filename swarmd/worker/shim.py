@@ -5,7 +5,7 @@ When the daemon dies — even by SIGKILL, when it can clean up nothing — the k
 worker SIGUSR2, and the worker SIGKILLs its own process group: itself, the command agent it
 started, and that agent's children.
 
-``python -m swarmd.shim DAEMON_PID -- ARGV...`` does the same for a program that is not a
+``python -m swarmd.worker.shim DAEMON_PID -- ARGV...`` does the same for a program that is not a
 Python worker: it arms itself, runs ARGV in its own process group, stays as its parent, and
 exits with its status.
 
@@ -112,7 +112,7 @@ def run_as_parent(expected_parent_pid: int, argv: list[str]) -> int:
             setsigdef=(PARENT_DEATH_SIGNAL, *FORWARDED_SIGNALS),
         )
     except OSError as exc:
-        os.write(2, f"swarmd.shim: cannot run {argv[0]!r}: {exc.strerror}\n".encode())
+        os.write(2, f"swarmd.worker.shim: cannot run {argv[0]!r}: {exc.strerror}\n".encode())
         return 127
     while True:
         info = signal.sigwaitinfo(waited)
@@ -149,14 +149,14 @@ def _exit_like(status: int) -> int:
 
 
 def main(args: list[str]) -> int:
-    """``python -m swarmd.shim PARENT_PID -- ARGV...``."""
+    """``python -m swarmd.worker.shim PARENT_PID -- ARGV...``."""
     if len(args) < 3 or args[1] != "--" or not args[0].isdigit():
-        os.write(2, b"usage: python -m swarmd.shim PARENT_PID -- ARGV...\n")
+        os.write(2, b"usage: python -m swarmd.worker.shim PARENT_PID -- ARGV...\n")
         return 2
     try:
         return run_as_parent(int(args[0]), args[2:])
     except ProcessError as exc:
-        os.write(2, f"swarmd.shim: {exc}\n".encode())
+        os.write(2, f"swarmd.worker.shim: {exc}\n".encode())
         return 126
 
 

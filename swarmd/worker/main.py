@@ -19,10 +19,10 @@ import sys
 import traceback
 from pathlib import Path
 
-from swarmd.agents.spec import AgentKind
-from swarmd.channel import Channel, ChannelClosed, WorkerCalls
-from swarmd.job import AgentResult, Job
-from swarmd.shim import arm_parent_death
+from swarmd.wire.agent import AgentKind
+from swarmd.wire.channel import Channel, ChannelClosed, WorkerCalls
+from swarmd.wire.job import AgentResult, Job
+from swarmd.worker.shim import arm_parent_death
 
 
 def main(argv: list[str] | None = None) -> int:

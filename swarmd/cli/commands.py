@@ -17,9 +17,9 @@ from typing import Any
 from swarmd.agents.registry import AgentRegistry, load_agent_registry
 from swarmd.config import OFFLINE_MODEL, Settings
 from swarmd.errors import InputError, TicketError
-from swarmd.launcher import HomeLayout
+from swarmd.spawn.launcher import HomeLayout
 from swarmd.models import Attempt, SubmitResult, Task, Ticket, TicketSpec, TicketState
-from swarmd.progress import ProgressPrinter, exit_code_for, follow_ticket
+from swarmd.cli.progress import ProgressPrinter, exit_code_for, follow_ticket
 from swarmd.store import Store
 from swarmd.store.stats import StoreStats, UsageTotals, WindowStats, start_of_day
 from swarmd.tickets import load_ticket_file
@@ -92,7 +92,7 @@ async def run_ticket(
     priority: int | None,
 ) -> RunOutcome:
     """Submit (a file) or find (an id) a ticket, then let the daemon or this process run it."""
-    from swarmd.daemon import running_daemon_pid
+    from swarmd.daemon.serve import running_daemon_pid
 
     ticket_id = await resolve_ticket_ref(settings, ref, priority=priority)
     daemon_pid = running_daemon_pid(settings)
@@ -115,7 +115,7 @@ async def run_in_process(
     settings: Settings, ticket_id: int, *, timeout: float | None
 ) -> TicketState | None:
     """Run an in-process supervisor for this ticket alone, with progress on stderr."""
-    from swarmd.daemon import serve
+    from swarmd.daemon.serve import serve
 
     stop = asyncio.Event()
     printer = ProgressPrinter()
@@ -199,7 +199,7 @@ async def retry(settings: Settings, ticket_id: int, task: str | None) -> list[st
 
 async def gather_status(settings: Settings) -> dict[str, Any]:
     """Everything ``swarmd status`` shows, and the exit code a monitor should see."""
-    from swarmd.daemon import running_daemon_pid
+    from swarmd.daemon.serve import running_daemon_pid
 
     pid = running_daemon_pid(settings)
     now = time.time()

@@ -24,7 +24,7 @@ from typing import Protocol
 
 import psutil
 
-from swarmd import shim
+from swarmd.worker import shim
 from swarmd.errors import ProcessError
 
 CREATE_TIME_TOLERANCE = 0.005
@@ -106,7 +106,7 @@ class WorkerProcess(Protocol):
     """What the supervisor and the worker sessions use of a worker's process.
 
     Met by ``SpawnedProcess`` (exec'd by ``spawn_process_group``) and by
-    ``swarmd.spawners.ForkedProcess`` (forked by the fork server): either way the process
+    ``swarmd.spawn.spawners.ForkedProcess`` (forked by the fork server): either way the process
     leads its own session and group, and ``pgid == pid``.
     """
 
@@ -280,7 +280,7 @@ async def spawn_process_group(
 
     Only ``env`` is passed on (nothing is inherited), stdin is ``/dev/null``, and no file
     descriptor but 0-2 and ``pass_fds`` reaches the child. Call it from the thread that runs
-    the event loop: it must outlive the child (see ``swarmd.shim``).
+    the event loop: it must outlive the child (see ``swarmd.worker.shim``).
     """
     if not argv:
         raise ProcessError("cannot start a process from an empty command")

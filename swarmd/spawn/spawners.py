@@ -1,12 +1,12 @@
 """How the daemon starts a worker process: exec a fresh interpreter, or fork a warm one.
 
     WorkerSpawner   what a ``WorkerSession`` asks: ``spawn_worker(...) -> WorkerProcess``
-    ExecSpawner     ``python -m swarmd.worker`` through ``procs.spawn_process_group``
-    ForkServer      asks the zygote (``swarmd.forkserver``) to fork the worker; restarts a
+    ExecSpawner     ``python -m swarmd.worker`` through ``groups.spawn_process_group``
+    ForkServer      asks the zygote (``swarmd.worker.forkserver``) to fork the worker; restarts a
                     zygote that died, and execs while none can be had
 
 Either way the worker leads its own session and group, gets exactly the environment given,
-appends its output to its log file, and dies with the daemon (see ``swarmd.shim``).
+appends its output to its log file, and dies with the daemon (see ``swarmd.worker.shim``).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Any, Protocol
 import psutil
 
 from swarmd.errors import ProcessError
-from swarmd.forkserver import decode, encode
+from swarmd.worker.forkserver import decode, encode
 from swarmd.logs import get_logger
-from swarmd.procs import (
+from swarmd.spawn.groups import (
     GroupLeader,
     ProcessIdentity,
     SpawnedProcess,
@@ -37,7 +37,7 @@ from swarmd.procs import (
     spawn_process_group,
 )
 
-log = get_logger("swarmd.spawners")
+log = get_logger("swarmd.spawn.spawners")
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 REPLY_BYTES = 64 * 1024
@@ -128,7 +128,7 @@ class Zygote:
     async def start(
         cls, *, python: str, env: Mapping[str, str], cwd: Path, log_path: Path
     ) -> Zygote:
-        """Start ``python -m swarmd.forkserver``; it warms up while requests queue."""
+        """Start ``python -m swarmd.worker.forkserver``; it warms up while requests queue."""
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -136,7 +136,7 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             # -P: the zygote's cwd must not shadow modules that workers import later.
-            argv = [python, "-P", "-m", "swarmd.forkserver", "--parent", str(os.getpid())]
+            argv = [python, "-P", "-m", "swarmd.worker.forkserver", "--parent", str(os.getpid())]
             argv += ["--control-fd", str(theirs.fileno())]
             process = await spawn_process_group(
                 argv, cwd=cwd, env=env, stdout_path=log_path, pass_fds=[theirs.fileno()]

@@ -19,24 +19,24 @@ from typing import Any
 
 from swarmd import __version__
 from swarmd.agents.registry import AgentRegistry, load_agent_registry
-from swarmd.broker import BrokerService, grantable_env, llm_job_settings
+from swarmd.daemon.permits import BrokerService, grantable_env, llm_job_settings
 from swarmd.config import OFFLINE_MODEL, Settings
-from swarmd.delivery import DeliveryBuilder
+from swarmd.daemon.deliveries import DeliveryBuilder
 from swarmd.errors import DaemonRunningError, EnvironmentProblem, StoreError, SwarmdError
-from swarmd.gate import GateDecision, HostProbe, SpawnGate
-from swarmd.launcher import HomeLayout, LaunchSettings, WorkerLauncher
+from swarmd.daemon.gate import GateDecision, HostProbe, SpawnGate
+from swarmd.spawn.launcher import HomeLayout, LaunchSettings, WorkerLauncher
 from swarmd.logs import get_logger
-from swarmd.metrics import GateHoldCounter, MetricsCollector, MetricsExporter
+from swarmd.daemon.metrics.collector import GateHoldCounter, MetricsCollector, MetricsExporter
 from swarmd.models import TicketState
-from swarmd.notify import SystemdNotifier, watchdog_interval
-from swarmd.procs import scrub_environment
-from swarmd.spawners import ExecSpawner, ForkServer, WorkerSpawner
+from swarmd.daemon.notify import SystemdNotifier, watchdog_interval
+from swarmd.spawn.groups import scrub_environment
+from swarmd.spawn.spawners import ExecSpawner, ForkServer, WorkerSpawner
 from swarmd.store import Store
 from swarmd.store.backup import check_database
 from swarmd.store.stats import StoreStats
-from swarmd.supervisor import Supervisor, SupervisorConfig
+from swarmd.daemon.supervisor import Supervisor, SupervisorConfig
 
-log = get_logger("swarmd.daemon")
+log = get_logger("swarmd.daemon.serve")
 
 METRICS_INTERVAL_SECONDS = 10.0
 

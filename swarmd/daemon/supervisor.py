@@ -28,15 +28,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from swarmd.errors import ProcessError, StaleAttemptError, SwarmdError
-from swarmd.gate import GateDecision, SpawnGate
-from swarmd.launcher import WorkerLauncher
+from swarmd.daemon.gate import GateDecision, SpawnGate
+from swarmd.spawn.launcher import WorkerLauncher
 from swarmd.logs import get_logger
 from swarmd.models import ClaimedTask, ExitReason, TaskOutcome, TaskState, TicketState
-from swarmd.procs import ProcessIdentity, is_same_process, kill_stale_group
+from swarmd.spawn.groups import ProcessIdentity, is_same_process, kill_stale_group
 from swarmd.store import Store
-from swarmd.workers import Verdict, WorkerSession
+from swarmd.spawn.session import Verdict, WorkerSession
 
-log = get_logger("swarmd.supervisor")
+log = get_logger("swarmd.daemon.supervisor")
 
 
 @dataclass(frozen=True, slots=True)

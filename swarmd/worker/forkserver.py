@@ -2,10 +2,10 @@
 
 Starting ``python -m swarmd.worker`` costs about 100 ms of CPU (the interpreter, asyncio,
 httpx, swarmd's own modules) before the task does anything; forking from a process that has
-already imported all of it costs a few. The daemon starts one zygote (``swarmd.spawners``
+already imported all of it costs a few. The daemon starts one zygote (``swarmd.spawn.spawners``
 is its side) as::
 
-    python -P -m swarmd.forkserver --parent DAEMON_PID --control-fd N
+    python -P -m swarmd.worker.forkserver --parent DAEMON_PID --control-fd N
 
 It arms the parent-death shim for the daemon, imports what workers use, and then serves the
 control socket, a ``SOCK_SEQPACKET`` socketpair whose every record is one JSON object::
@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, NoReturn
 
-from swarmd.shim import arm_parent_death
+from swarmd.worker.shim import arm_parent_death
 
 PRELOADED_MODULES = (
     "asyncio",
@@ -67,7 +67,7 @@ PRELOADED_MODULES = (
     "anyio",
     "anyio._backends._asyncio",
     "certifi",
-    "swarmd.worker",
+    "swarmd.worker.main",
     "swarmd.agents.echo",
     "swarmd.agents.command",
     "swarmd.agents.llm",
@@ -298,7 +298,7 @@ class Zygote:
 def _run_worker(channel_fd: int) -> int:
     import asyncio
 
-    from swarmd.worker import serve
+    from swarmd.worker.main import serve
 
     return asyncio.run(serve(channel_fd))
 
@@ -358,7 +358,7 @@ def preload(modules: tuple[str, ...] = PRELOADED_MODULES) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="swarmd.forkserver")
+    parser = argparse.ArgumentParser(prog="swarmd.worker.forkserver")
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--control-fd", type=int, required=True)
     args = parser.parse_args(argv)

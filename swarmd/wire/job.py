@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from swarmd.agents.spec import AgentDef
+from swarmd.wire.agent import AgentDef
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from swarmd.render import duration, styled
+from swarmd.cli.render import duration, styled
 
 
 def daemon_line(daemon: dict[str, Any]) -> str:

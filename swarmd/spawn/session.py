@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from swarmd.agents.spec import AgentKind
-from swarmd.channel import Channel, ChannelClosed
+from swarmd.wire.agent import AgentKind
+from swarmd.wire.channel import Channel, ChannelClosed
 from swarmd.errors import TicketError
-from swarmd.job import Job
+from swarmd.wire.job import Job
 from swarmd.models import ClaimedTask, ExitReason, TaskSpec
-from swarmd.procs import WorkerProcess, describe_exit, terminate_group
-from swarmd.spawners import WorkerSpawner
+from swarmd.spawn.groups import WorkerProcess, describe_exit, terminate_group
+from swarmd.spawn.spawners import WorkerSpawner
 from swarmd.tickets import parse_tasks
 
 CallHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from swarmd.agents.registry import AgentRegistry
-from swarmd.agents.spec import AgentDef, AgentKind
-from swarmd.job import Job
+from swarmd.wire.agent import AgentDef, AgentKind
+from swarmd.wire.job import Job
 from swarmd.models import ClaimedTask, Clock, Task
-from swarmd.procs import scrub_environment
-from swarmd.spawners import ExecSpawner, WorkerSpawner
-from swarmd.workers import CallHandler, WorkerSession
+from swarmd.spawn.groups import scrub_environment
+from swarmd.spawn.spawners import ExecSpawner, WorkerSpawner
+from swarmd.spawn.session import CallHandler, WorkerSession
 
 
 @dataclass(frozen=True, slots=True)

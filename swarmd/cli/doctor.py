@@ -217,7 +217,7 @@ def describe_providers(settings: Settings) -> Finding:
 
 def checked_providers(settings: Settings) -> list[str]:
     """The providers the model chain names, and every one with a key or URL set."""
-    from swarmd.broker import provider_config
+    from swarmd.daemon.permits import provider_config
 
     config = provider_config(settings)
     named = {config.provider_name(model) for model in settings.model_chain}
@@ -237,7 +237,7 @@ def checked_providers(settings: Settings) -> list[str]:
 async def check_providers(
     settings: Settings, transport: httpx.AsyncBaseTransport | None
 ) -> list[Finding]:
-    from swarmd.broker import provider_config
+    from swarmd.daemon.permits import provider_config
     from swarmd.logs import Redactor
 
     config = provider_config(settings)
@@ -354,8 +354,8 @@ def check_systemd_unit(unit: Path) -> Finding:
 async def check_daemon(
     settings: Settings, *, database_usable: bool = True, now: float | None = None
 ) -> Finding:
-    from swarmd.commands import HEARTBEAT_STALE_SECONDS
-    from swarmd.daemon import running_daemon_pid
+    from swarmd.cli.commands import HEARTBEAT_STALE_SECONDS
+    from swarmd.daemon.serve import running_daemon_pid
 
     pid = running_daemon_pid(settings)
     if pid is None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 
 from swarmd.errors import SwarmdError
-from swarmd.launcher import HomeLayout
+from swarmd.spawn.launcher import HomeLayout
 from swarmd.logs import get_logger
 from swarmd.models import TaskState, TicketState
 from swarmd.outputs import TaskArchiveRef, write_delivery_archive
 from swarmd.store import Store
 
-log = get_logger("swarmd.delivery")
+log = get_logger("swarmd.daemon.deliveries")
 
 
 class DeliveryBuilder:

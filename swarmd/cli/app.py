@@ -90,7 +90,7 @@ def root(
 @app.command()
 def run() -> None:
     """Run the daemon in the foreground (systemd's ExecStart)."""
-    from swarmd.daemon import serve
+    from swarmd.daemon.serve import serve
 
     settings = settings_or_exit()
     setup_cli_logging(settings, console_output=True)
@@ -108,7 +108,7 @@ def submit(
     json_output: JsonOption = False,
 ) -> None:
     """Queue a ticket; prints the new ticket id."""
-    from swarmd import commands
+    from swarmd.cli import commands
 
     settings = settings_or_exit()
     setup_cli_logging(settings)
@@ -118,7 +118,7 @@ def submit(
     else:
         print(result.ticket_id)
     if wait:
-        from swarmd.progress import exit_code_for
+        from swarmd.cli.progress import exit_code_for
 
         state = call(lambda: commands.wait_for_ticket(settings, result.ticket_id, timeout=None))
         raise typer.Exit(exit_code_for(state))
@@ -132,7 +132,7 @@ def run_ticket(
     priority: Annotated[int | None, typer.Option(help="Priority when submitting a file.")] = None,
 ) -> None:
     """Run a ticket: with a daemon, hand it over (and --wait); without one, run it here."""
-    from swarmd import commands
+    from swarmd.cli import commands
 
     settings = settings_or_exit()
     setup_cli_logging(settings)
@@ -152,7 +152,7 @@ def status(
     watch: Annotated[bool, typer.Option("--watch", help="Refresh until Ctrl-C.")] = False,
 ) -> None:
     """The daemon, its workers, the queue, the gate and the models."""
-    from swarmd import commands, statusview
+    from swarmd.cli import commands, status_view as statusview
 
     settings = settings_or_exit()
     if watch:
@@ -160,7 +160,7 @@ def status(
         return
     report = call(lambda: commands.gather_status(settings))
     if json_output:
-        from swarmd.render import print_json
+        from swarmd.cli.render import print_json
 
         print_json(report)
     else:
@@ -175,8 +175,8 @@ def tickets(
     json_output: JsonOption = False,
 ) -> None:
     """List tickets, newest first."""
-    from swarmd import commands
-    from swarmd.render import print_json, print_tickets
+    from swarmd.cli import commands
+    from swarmd.cli.render import print_json, print_tickets
 
     settings = settings_or_exit()
     if state is not None and state not in {s.value for s in TicketState}:
@@ -195,8 +195,8 @@ def show(
     json_output: JsonOption = False,
 ) -> None:
     """One ticket with its tasks, attempts and outputs."""
-    from swarmd import commands
-    from swarmd.render import print_json, print_ticket
+    from swarmd.cli import commands
+    from swarmd.cli.render import print_json, print_ticket
 
     settings = settings_or_exit()
     view = call(lambda: commands.show_ticket(settings, parse_ticket_id(ticket)))
@@ -209,7 +209,7 @@ def show(
 @app.command()
 def cancel(ref: Annotated[str, typer.Argument(help="A ticket id, or TICKET.TASK.")]) -> None:
     """Cancel a ticket or one task; running workers are stopped."""
-    from swarmd import commands
+    from swarmd.cli import commands
 
     settings = settings_or_exit()
     setup_cli_logging(settings)
@@ -221,7 +221,7 @@ def cancel(ref: Annotated[str, typer.Argument(help="A ticket id, or TICKET.TASK.
 @app.command()
 def retry(ref: Annotated[str, typer.Argument(help="A ticket id, or TICKET.TASK.")]) -> None:
     """Retry the dead, failed, cancelled or skipped tasks of a ticket, or one task."""
-    from swarmd import commands
+    from swarmd.cli import commands
 
     settings = settings_or_exit()
     setup_cli_logging(settings)
@@ -243,7 +243,7 @@ def logs(
     json_output: JsonOption = False,
 ) -> None:
     """Tail the structured log, readable or as JSON lines."""
-    from swarmd import logview
+    from swarmd.cli import log_view as logview
 
     settings = settings_or_exit()
     if task and "." in task:
@@ -262,7 +262,7 @@ def logs(
 @app.command("config")
 def show_config(json_output: JsonOption = False) -> None:
     """The effective settings, secrets masked."""
-    from swarmd.render import print_json, print_key_values
+    from swarmd.cli.render import print_json, print_key_values
 
     settings = settings_or_exit()
     shown = settings.masked()
@@ -275,7 +275,7 @@ def show_config(json_output: JsonOption = False) -> None:
 @app.command()
 def agents(json_output: JsonOption = False) -> None:
     """The agents tickets may name: built-ins and those in agents.toml."""
-    from swarmd.render import print_json, print_key_values
+    from swarmd.cli.render import print_json, print_key_values
 
     settings = settings_or_exit()
     try:
@@ -316,13 +316,13 @@ def doctor(
     json_output: JsonOption = False,
 ) -> None:
     """Check settings, home, disk, database, agents, providers, the unit and the daemon."""
-    from swarmd import doctor as checks
+    from swarmd.cli import doctor as checks
 
     findings = call(
         lambda: checks.diagnose(load_settings, checks.DoctorOptions(providers=providers))
     )
     if json_output:
-        from swarmd.render import print_json
+        from swarmd.cli.render import print_json
 
         print_json(findings)
     else:
@@ -354,7 +354,7 @@ def restore(
     path: Annotated[Path, typer.Argument(help="A backup made by swarmd backup.")],
 ) -> None:
     """Put a backup in place of the database; the daemon must be stopped."""
-    from swarmd.daemon import HomeLock, running_daemon_pid
+    from swarmd.daemon.serve import HomeLock, running_daemon_pid
     from swarmd.store.backup import restore_database
 
     settings = settings_or_exit()
