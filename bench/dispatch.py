@@ -51,9 +51,9 @@ from typing import Any, TypeVar
 import psutil
 
 from swarmd import __version__
-from swarmd.spawn.launcher import HomeLayout
-from swarmd.models import Attempt, TaskSpec, TicketSpec
 from swarmd.cli.progress import follow_ticket
+from swarmd.home import HomeLayout
+from swarmd.models import Attempt, TaskSpec, TicketSpec
 from swarmd.store import Store
 
 TARGET_RATIO = 1.25

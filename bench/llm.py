@@ -57,7 +57,6 @@ import httpx  # noqa: E402
 import psutil  # noqa: E402
 
 from swarmd.agents.llm import ChannelBroker  # noqa: E402
-from swarmd.wire.channel import Channel, WorkerCalls  # noqa: E402
 from swarmd.llm import (  # noqa: E402
     BudgetExceededError,
     ChatRequest,
@@ -74,6 +73,7 @@ from swarmd.llm import (  # noqa: E402
 from swarmd.llm.providers import Endpoint, OpenAIProvider  # noqa: E402
 from swarmd.models import Attempt, Ticket  # noqa: E402
 from swarmd.store import Store  # noqa: E402
+from swarmd.wire.channel import Channel, WorkerCalls  # noqa: E402
 from tests.support.fake_llm import FakeLLMControl  # noqa: E402
 from tests.support.faults import last_user_text  # noqa: E402
 

@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from swarmd.errors import ConfigError
+from swarmd.home import HomeLayout
 
 OFFLINE_MODEL = "echo/echo"
 
@@ -141,20 +142,13 @@ class Settings(BaseSettings):
         return level
 
     @property
-    def db_path(self) -> Path:
-        return self.home / "swarmd.db"
-
-    @property
-    def log_path(self) -> Path:
-        return self.home / "logs" / "swarmd.jsonl"
+    def layout(self) -> HomeLayout:
+        """Every path under the home."""
+        return HomeLayout(self.home)
 
     @property
     def agents_path(self) -> Path:
-        return self.agents_file or self.home / "agents.toml"
-
-    @property
-    def lock_path(self) -> Path:
-        return self.home / "swarmd.lock"
+        return self.agents_file or self.layout.agents
 
     @property
     def usable_cpus(self) -> int:

@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from swarmd.wire.channel import WorkerCalls
-from swarmd.wire.job import AgentResult, Job
 from swarmd.llm import (
     ChainFailedError,
     ChatRequest,
@@ -25,6 +23,8 @@ from swarmd.llm import (
     raise_refusal,
 )
 from swarmd.outputs import read_input_record, write_reply_files
+from swarmd.wire.channel import WorkerCalls
+from swarmd.wire.job import AgentResult, Job
 
 MAX_INPUT_CHARS = 64 * 1024
 """How much of the needed tasks' files goes into the prompt, in all."""

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from swarmd.agents.llm import ask_models, describe_result
-from swarmd.wire.channel import WorkerCalls
 from swarmd.errors import TicketError
-from swarmd.wire.job import AgentResult, Job
 from swarmd.llm import ChainFailedError, RequestRejectedError, strip_reasoning
 from swarmd.models import TaskSpec
 from swarmd.tickets import PLAN_TASK, VERIFY_AGENT, parse_tasks
+from swarmd.wire.channel import WorkerCalls
+from swarmd.wire.job import AgentResult, Job
 
 MAX_PLAN_ROUNDS = 3
 MAX_PLANNED_TASKS = 50

@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from swarmd.wire.agent import AgentDef, AgentKind
 from swarmd.errors import ConfigError, TicketError
+from swarmd.wire.agent import AgentDef, AgentKind
 
 PLANNER_SYSTEM_PROMPT = """\
 You plan software and writing work for a swarm of agents. Answer with one JSON object and

@@ -61,7 +61,7 @@ def call(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
 def setup_cli_logging(settings: Settings, *, console_output: bool = False) -> None:
     configure_logging(
         level=settings.log_level,
-        log_path=settings.log_path,
+        log_path=settings.layout.log,
         secrets=settings.secrets,
         console=console_output,
         max_bytes=settings.log_max_bytes,
@@ -152,7 +152,8 @@ def status(
     watch: Annotated[bool, typer.Option("--watch", help="Refresh until Ctrl-C.")] = False,
 ) -> None:
     """The daemon, its workers, the queue, the gate and the models."""
-    from swarmd.cli import commands, status_view as statusview
+    from swarmd.cli import commands
+    from swarmd.cli import status_view as statusview
 
     settings = settings_or_exit()
     if watch:
@@ -254,7 +255,7 @@ def logs(
     except InputError as exc:
         fail(str(exc), exc.exit_code)
     try:
-        logview.tail(settings.log_path, query, lines=lines, follow=follow, as_json=json_output)
+        logview.tail(settings.layout.log, query, lines=lines, follow=follow, as_json=json_output)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 
@@ -340,7 +341,7 @@ def backup(
 
     settings = settings_or_exit()
     try:
-        result = backup_database(settings.db_path, path, overwrite=force)
+        result = backup_database(settings.layout.database, path, overwrite=force)
     except SwarmdError as exc:
         fail(str(exc), exc.exit_code)
     print(
@@ -354,11 +355,11 @@ def restore(
     path: Annotated[Path, typer.Argument(help="A backup made by swarmd backup.")],
 ) -> None:
     """Put a backup in place of the database; the daemon must be stopped."""
-    from swarmd.daemon.serve import HomeLock, running_daemon_pid
+    from swarmd.home import HomeLock, running_daemon_pid
     from swarmd.store.backup import restore_database
 
     settings = settings_or_exit()
-    pid = running_daemon_pid(settings)
+    pid = running_daemon_pid(settings.layout)
     if pid is not None:
         who = f" (pid {pid})" if pid > 0 else ""
         fail(
@@ -367,10 +368,10 @@ def restore(
             3,
         )
     # Holding the home's lock keeps a daemon from starting while the file is replaced.
-    lock = HomeLock(settings.lock_path)
+    lock = HomeLock(settings.layout.lock)
     try:
         lock.acquire()
-        result = restore_database(path, settings.db_path)
+        result = restore_database(path, settings.layout.database)
     except SwarmdError as exc:
         fail(str(exc), exc.exit_code)
     finally:

@@ -15,16 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from swarmd.agents.registry import AgentRegistry, load_agent_registry
+from swarmd.cli.progress import ProgressPrinter, exit_code_for, follow_ticket
 from swarmd.config import OFFLINE_MODEL, Settings
 from swarmd.errors import InputError, TicketError
-from swarmd.spawn.launcher import HomeLayout
+from swarmd.home import HomeLayout, heartbeat_is_stale, running_daemon_pid
 from swarmd.models import Attempt, SubmitResult, Task, Ticket, TicketSpec, TicketState
-from swarmd.cli.progress import ProgressPrinter, exit_code_for, follow_ticket
 from swarmd.store import Store
 from swarmd.store.stats import StoreStats, UsageTotals, WindowStats, start_of_day
 from swarmd.tickets import load_ticket_file
 
-HEARTBEAT_STALE_SECONDS = 15.0
 STATUS_WINDOWS = {"5m": 300.0, "60m": 3600.0}
 
 
@@ -56,7 +55,7 @@ async def submit_file(
 ) -> SubmitResult:
     spec = load_ticket_file(path)
     check_agents(spec, load_agent_registry(settings.agents_path))
-    async with await Store.open(settings.db_path) as store:
+    async with await Store.open(settings.layout.database) as store:
         return await store.submit_ticket(
             spec, priority=priority, key=key, default_max_attempts=settings.max_attempts
         )
@@ -68,7 +67,7 @@ async def wait_for_ticket(
     printer = ProgressPrinter()
     try:
         async with asyncio.timeout(timeout):
-            ticket = await follow_ticket(settings.db_path, ticket_id, printer=printer)
+            ticket = await follow_ticket(settings.layout.database, ticket_id, printer=printer)
     except TimeoutError:
         printer.close()
         raise InputError(f"ticket {ticket_id} did not finish within {timeout:g} s") from None
@@ -92,10 +91,9 @@ async def run_ticket(
     priority: int | None,
 ) -> RunOutcome:
     """Submit (a file) or find (an id) a ticket, then let the daemon or this process run it."""
-    from swarmd.daemon.serve import running_daemon_pid
 
     ticket_id = await resolve_ticket_ref(settings, ref, priority=priority)
-    daemon_pid = running_daemon_pid(settings)
+    daemon_pid = running_daemon_pid(settings.layout)
     if daemon_pid is not None:
         if not wait:
             return RunOutcome(0, [f"ticket {ticket_id} queued for the daemon (pid {daemon_pid})"])
@@ -120,7 +118,7 @@ async def run_in_process(
     stop = asyncio.Event()
     printer = ProgressPrinter()
     watcher = asyncio.create_task(
-        follow_ticket(settings.db_path, ticket_id, printer=printer, stop=stop),
+        follow_ticket(settings.layout.database, ticket_id, printer=printer, stop=stop),
         name="progress",
     )
     timer = asyncio.get_running_loop().call_later(timeout, stop.set) if timeout else None
@@ -136,7 +134,7 @@ async def run_in_process(
 
 async def resolve_ticket_ref(settings: Settings, ref: str, *, priority: int | None) -> int:
     if ref.isdigit():
-        async with await Store.open(settings.db_path) as store:
+        async with await Store.open(settings.layout.database) as store:
             return (await store.get_ticket(int(ref))).id
     path = Path(ref)
     if not path.exists():
@@ -145,8 +143,8 @@ async def resolve_ticket_ref(settings: Settings, ref: str, *, priority: int | No
 
 
 async def describe_outcome(settings: Settings, ticket_id: int) -> list[str]:
-    layout = HomeLayout(settings.home)
-    async with await Store.open(settings.db_path) as store:
+    layout = settings.layout
+    async with await Store.open(settings.layout.database) as store:
         ticket = await store.get_ticket(ticket_id)
         tasks = await store.list_tasks(ticket_id)
     outputs = find_outputs(layout, ticket_id, tasks)
@@ -161,13 +159,13 @@ async def describe_outcome(settings: Settings, ticket_id: int) -> list[str]:
 
 
 async def list_tickets(settings: Settings, *, state: str | None, limit: int) -> list[Ticket]:
-    async with await Store.open(settings.db_path) as store:
+    async with await Store.open(settings.layout.database) as store:
         return await store.list_tickets(state=TicketState(state) if state else None, limit=limit)
 
 
 async def show_ticket(settings: Settings, ticket_id: int) -> TicketView:
-    layout = HomeLayout(settings.home)
-    async with await Store.open(settings.db_path) as store:
+    layout = settings.layout
+    async with await Store.open(settings.layout.database) as store:
         ticket = await store.get_ticket(ticket_id)
         tasks = await store.list_tasks(ticket_id)
         attempts = {task.id: await store.list_attempts(task.id) for task in tasks}
@@ -188,22 +186,21 @@ def find_outputs(layout: HomeLayout, ticket_id: int, tasks: list[Task]) -> dict[
 
 
 async def cancel(settings: Settings, ticket_id: int, task: str | None) -> list[str]:
-    async with await Store.open(settings.db_path) as store:
+    async with await Store.open(settings.layout.database) as store:
         return [t.name for t in await store.cancel(ticket_id, task)]
 
 
 async def retry(settings: Settings, ticket_id: int, task: str | None) -> list[str]:
-    async with await Store.open(settings.db_path) as store:
+    async with await Store.open(settings.layout.database) as store:
         return [t.name for t in await store.retry(ticket_id, task)]
 
 
 async def gather_status(settings: Settings) -> dict[str, Any]:
     """Everything ``swarmd status`` shows, and the exit code a monitor should see."""
-    from swarmd.daemon.serve import running_daemon_pid
 
-    pid = running_daemon_pid(settings)
+    pid = running_daemon_pid(settings.layout)
     now = time.time()
-    async with await Store.open(settings.db_path) as store:
+    async with await Store.open(settings.layout.database) as store:
         queue = await store.queue_depth()
         beat = await store.read_heartbeat()
         stats = StoreStats(store.database)
@@ -214,7 +211,7 @@ async def gather_status(settings: Settings) -> dict[str, Any]:
     exit_code = 3 if pid is None else 0
     if pid is not None and beat is not None:
         age = time.time() - float(beat["heartbeat_at"])
-        stale = age > HEARTBEAT_STALE_SECONDS
+        stale = heartbeat_is_stale(age)
         daemon.update(
             pid=beat["pid"],
             version=beat["version"],

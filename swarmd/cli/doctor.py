@@ -73,7 +73,7 @@ async def diagnose(
             Finding("settings", Level.FAIL, str(exc), "fix it in the environment or in .env"),
             check_systemd_unit(options.systemd_unit),
         ]
-    database = check_database_file(settings.db_path)
+    database = check_database_file(settings.layout.database)
     findings = [
         Finding("settings", Level.OK, f"loaded; home {settings.home}"),
         check_home(settings.home),
@@ -354,10 +354,9 @@ def check_systemd_unit(unit: Path) -> Finding:
 async def check_daemon(
     settings: Settings, *, database_usable: bool = True, now: float | None = None
 ) -> Finding:
-    from swarmd.cli.commands import HEARTBEAT_STALE_SECONDS
-    from swarmd.daemon.serve import running_daemon_pid
+    from swarmd.home import HEARTBEAT_STALE_SECONDS, heartbeat_is_stale, running_daemon_pid
 
-    pid = running_daemon_pid(settings)
+    pid = running_daemon_pid(settings.layout)
     if pid is None:
         return Finding(
             "daemon",
@@ -372,7 +371,7 @@ async def check_daemon(
             f"pid {pid} runs on a database that failed its check",
             "stop it (systemctl stop swarmd), then swarmd restore BACKUP",
         )
-    beat = await _read_heartbeat(settings.db_path)
+    beat = await _read_heartbeat(settings.layout.database)
     if beat is None:
         return Finding(
             "daemon",
@@ -381,7 +380,7 @@ async def check_daemon(
             "if this lasts, see swarmd logs",
         )
     age = (time.time() if now is None else now) - float(beat["heartbeat_at"])
-    if age > HEARTBEAT_STALE_SECONDS:
+    if heartbeat_is_stale(age):
         return Finding(
             "daemon",
             Level.FAIL,

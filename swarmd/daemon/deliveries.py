@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from swarmd.errors import SwarmdError
-from swarmd.spawn.launcher import HomeLayout
+from swarmd.home import HomeLayout
 from swarmd.logs import get_logger
 from swarmd.models import TaskState, TicketState
 from swarmd.outputs import TaskArchiveRef, write_delivery_archive

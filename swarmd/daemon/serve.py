@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import signal
 import time
@@ -19,80 +18,27 @@ from typing import Any
 
 from swarmd import __version__
 from swarmd.agents.registry import AgentRegistry, load_agent_registry
-from swarmd.daemon.permits import BrokerService, grantable_env, llm_job_settings
 from swarmd.config import OFFLINE_MODEL, Settings
 from swarmd.daemon.deliveries import DeliveryBuilder
-from swarmd.errors import DaemonRunningError, EnvironmentProblem, StoreError, SwarmdError
 from swarmd.daemon.gate import GateDecision, HostProbe, SpawnGate
-from swarmd.spawn.launcher import HomeLayout, LaunchSettings, WorkerLauncher
-from swarmd.logs import get_logger
 from swarmd.daemon.metrics.collector import GateHoldCounter, MetricsCollector, MetricsExporter
-from swarmd.models import TicketState
 from swarmd.daemon.notify import SystemdNotifier, watchdog_interval
+from swarmd.daemon.permits import BrokerService, grantable_env, llm_job_settings
+from swarmd.daemon.supervisor import Supervisor, SupervisorConfig
+from swarmd.errors import EnvironmentProblem, StoreError, SwarmdError
+from swarmd.home import HomeLock
+from swarmd.logs import get_logger
+from swarmd.models import TicketState
 from swarmd.spawn.groups import scrub_environment
+from swarmd.spawn.launcher import LaunchSettings, WorkerLauncher
 from swarmd.spawn.spawners import ExecSpawner, ForkServer, WorkerSpawner
 from swarmd.store import Store
 from swarmd.store.backup import check_database
 from swarmd.store.stats import StoreStats
-from swarmd.daemon.supervisor import Supervisor, SupervisorConfig
 
 log = get_logger("swarmd.daemon.serve")
 
 METRICS_INTERVAL_SECONDS = 10.0
-
-
-class HomeLock:
-    """An exclusive ``flock`` on ``swarmd.lock``: released by the kernel if we die."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            pid = read_lock_pid(self.path)
-            who = f" (pid {pid})" if pid else ""
-            raise DaemonRunningError(
-                f"another swarmd daemon{who} is already running on {self.path.parent}"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            os.close(self._fd)
-            self._fd = None
-
-
-def read_lock_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip() or 0) or None
-    except (OSError, ValueError):
-        return None
-
-
-def running_daemon_pid(settings: Settings) -> int | None:
-    """The pid of the daemon holding this home's lock, or None when no daemon runs."""
-    path = settings.lock_path
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return read_lock_pid(path) or -1
-    finally:
-        os.close(fd)
-    return None
 
 
 class DaemonHooks:
@@ -162,7 +108,7 @@ async def serve(
 
     ``stop`` lets the caller end the run as SIGTERM would (``run-ticket --timeout``).
     """
-    lock = HomeLock(settings.lock_path)
+    lock = HomeLock(settings.layout.lock)
     lock.acquire()
     try:
         return await _serve_locked(
@@ -180,15 +126,15 @@ async def _serve_locked(
     stop: asyncio.Event,
 ) -> TicketState | None:
     registry = registry or load_agent_registry(settings.agents_path)
-    await refuse_corrupt_database(settings.db_path)
+    await refuse_corrupt_database(settings.layout.database)
     store = await Store.open(
-        settings.db_path,
+        settings.layout.database,
         backoff_base=settings.retry_backoff_seconds,
         backoff_max=settings.retry_backoff_max_seconds,
     )
     skip_grace = asyncio.Event()
     install_signal_handlers(stop, skip_grace)
-    layout = HomeLayout(settings.home)
+    layout = settings.layout
     broker = BrokerService(settings)
     deliveries = DeliveryBuilder(store, layout)
     notifier = SystemdNotifier(base_env.get("NOTIFY_SOCKET"))
@@ -274,7 +220,7 @@ def worker_spawner(settings: Settings, base_env: Mapping[str, str]) -> WorkerSpa
     return ForkServer(
         env=scrub_environment(base_env),
         cwd=settings.home,
-        log_path=settings.log_path.parent / "forkserver.log",
+        log_path=settings.layout.forkserver_log,
     )
 
 

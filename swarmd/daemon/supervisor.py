@@ -27,14 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from swarmd.errors import ProcessError, StaleAttemptError, SwarmdError
 from swarmd.daemon.gate import GateDecision, SpawnGate
-from swarmd.spawn.launcher import WorkerLauncher
+from swarmd.errors import ProcessError, StaleAttemptError, SwarmdError
 from swarmd.logs import get_logger
 from swarmd.models import ClaimedTask, ExitReason, TaskOutcome, TaskState, TicketState
 from swarmd.spawn.groups import ProcessIdentity, is_same_process, kill_stale_group
-from swarmd.store import Store
+from swarmd.spawn.launcher import WorkerLauncher
 from swarmd.spawn.session import Verdict, WorkerSession
+from swarmd.store import Store
 
 log = get_logger("swarmd.daemon.supervisor")
 

@@ -16,7 +16,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,6 @@ from typing import Protocol
 
 import psutil
 
-from swarmd.worker import shim
 from swarmd.errors import ProcessError
 
 CREATE_TIME_TOLERANCE = 0.005
@@ -126,7 +124,6 @@ class WorkerProcess(Protocol):
     async def wait(self) -> int: ...
     def signal_group(self, sig: int) -> bool: ...
     def tree_rss_bytes(self) -> int: ...
-    def tree_cpu_percent(self) -> float: ...
     def tree_usage(self) -> tuple[int, float]: ...
 
 
@@ -187,12 +184,11 @@ class GroupLeader:
         """
         return _tree_rss(self._tree())
 
-    def tree_cpu_percent(self) -> float:
-        """CPU use of the tree since the previous call, in percent of one CPU (0.0 at first)."""
-        return self._tree_cpu_percent(self._tree())
-
     def tree_usage(self) -> tuple[int, float]:
-        """``(tree_rss_bytes(), tree_cpu_percent())`` from a single walk of the tree."""
+        """Resident memory and CPU use of the tree, from a single walk.
+
+        CPU is in percent of one CPU since the previous call (0.0 at the first).
+        """
         tree = self._tree()
         return _tree_rss(tree), self._tree_cpu_percent(tree)
 
@@ -423,21 +419,6 @@ def scrub_environment(
 def _looks_secret(name: str) -> bool:
     upper = name.upper()
     return upper in PROVIDER_SECRET_NAMES or upper.endswith(SECRET_NAME_SUFFIXES)
-
-
-def make_child_subreaper(*, enabled: bool = True) -> None:
-    """Make this process adopt its orphaned descendants instead of init (Linux only).
-
-    A subreaper must reap what it adopts. Inside the asyncio daemon that means by pid, for
-    pids known to be adopted — never ``waitpid(-1)``, which steals the exit status of
-    children asyncio is still waiting for.
-    """
-    if not sys.platform.startswith("linux"):
-        raise ProcessError("a child subreaper needs Linux")
-    try:
-        shim.prctl(shim.PR_SET_CHILD_SUBREAPER, 1 if enabled else 0)
-    except OSError as exc:
-        raise ProcessError(f"cannot become a child subreaper: {exc.strerror}") from exc
 
 
 def describe_exit(returncode: int) -> str:

@@ -13,33 +13,16 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from swarmd.agents.registry import AgentRegistry
-from swarmd.wire.agent import AgentDef, AgentKind
-from swarmd.wire.job import Job
+from swarmd.home import HomeLayout
 from swarmd.models import ClaimedTask, Clock, Task
 from swarmd.spawn.groups import scrub_environment
-from swarmd.spawn.spawners import ExecSpawner, WorkerSpawner
 from swarmd.spawn.session import CallHandler, WorkerSession
-
-
-@dataclass(frozen=True, slots=True)
-class HomeLayout:
-    home: Path
-
-    def workspace(self, ticket_id: int, task: str) -> Path:
-        return self.home / "work" / str(ticket_id) / task
-
-    def task_archive(self, ticket_id: int, task: str) -> Path:
-        return self.home / "outputs" / str(ticket_id) / f"{task}.tar.gz"
-
-    def delivery_archive(self, ticket_id: int) -> Path:
-        return self.home / "outputs" / str(ticket_id) / "delivery.tar.gz"
-
-    def attempt_log(self, ticket_id: int, task: str, attempt: int) -> Path:
-        return self.home / "logs" / "attempts" / str(ticket_id) / f"{task}.{attempt}.log"
+from swarmd.spawn.spawners import ExecSpawner, WorkerSpawner
+from swarmd.wire.agent import AgentDef, AgentKind
+from swarmd.wire.job import Job
 
 
 @dataclass(frozen=True, slots=True)

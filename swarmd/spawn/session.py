@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from swarmd.wire.agent import AgentKind
-from swarmd.wire.channel import Channel, ChannelClosed
 from swarmd.errors import TicketError
-from swarmd.wire.job import Job
 from swarmd.models import ClaimedTask, ExitReason, TaskSpec
 from swarmd.spawn.groups import WorkerProcess, describe_exit, terminate_group
 from swarmd.spawn.spawners import WorkerSpawner
 from swarmd.tickets import parse_tasks
+from swarmd.wire.agent import AgentKind
+from swarmd.wire.channel import Channel, ChannelClosed
+from swarmd.wire.job import Job
 
 CallHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 """Answers a worker's ``call`` (method, args) -> value; raising sends the error back."""

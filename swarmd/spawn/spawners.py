@@ -26,7 +26,6 @@ from typing import Any, Protocol
 import psutil
 
 from swarmd.errors import ProcessError
-from swarmd.worker.forkserver import decode, encode
 from swarmd.logs import get_logger
 from swarmd.spawn.groups import (
     GroupLeader,
@@ -36,6 +35,7 @@ from swarmd.spawn.groups import (
     process_handle,
     spawn_process_group,
 )
+from swarmd.worker.forkserver import decode, encode
 
 log = get_logger("swarmd.spawn.spawners")
 

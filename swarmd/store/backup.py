@@ -8,7 +8,7 @@ place, so a reader sees either the old file or the whole new one.
 ``check_database`` opens a file read-only and never changes it. ``restore_database`` checks
 the backup first, moves the current database aside (it is never deleted) and copies the
 backup in. It must not run while a daemon uses the database: the caller holds the home's
-lock (``swarmd.daemon.serve.HomeLock``) around it.
+lock (``swarmd.home.HomeLock``) around it.
 """
 
 from __future__ import annotations

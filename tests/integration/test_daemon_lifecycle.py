@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 
 from swarmd.models import ExitReason, TaskSpec, TaskState, TicketSpec, TicketState
-from swarmd.spawn.groups import make_child_subreaper
 from swarmd.store import Store
+from tests.support.subreaper import make_child_subreaper
 
 from .conftest import (
     Daemon,

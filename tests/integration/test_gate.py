@@ -19,10 +19,11 @@ from structlog.testing import capture_logs
 
 from swarmd.agents.registry import AgentRegistry
 from swarmd.daemon.gate import GateDecision, GateHold, SpawnGate
-from swarmd.spawn.launcher import HomeLayout, LaunchSettings, WorkerLauncher
-from swarmd.models import TaskSpec, TaskState, TicketSpec, TicketState
-from swarmd.store import Store
 from swarmd.daemon.supervisor import Supervisor, SupervisorConfig
+from swarmd.home import HomeLayout
+from swarmd.models import TaskSpec, TaskState, TicketSpec, TicketState
+from swarmd.spawn.launcher import LaunchSettings, WorkerLauncher
+from swarmd.store import Store
 
 from .conftest import PROVIDER_VARIABLES
 

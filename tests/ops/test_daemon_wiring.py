@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from swarmd.daemon.permits import BrokerService
 from swarmd.config import load_settings
-from swarmd.daemon.serve import DaemonHooks, metrics_exporter
 from swarmd.daemon.deliveries import DeliveryBuilder
-from swarmd.errors import SwarmdError
 from swarmd.daemon.gate import GateDecision, GateHold
-from swarmd.spawn.launcher import HomeLayout
 from swarmd.daemon.metrics.collector import GateHoldCounter, MetricsExporter
-from swarmd.models import ExitReason
 from swarmd.daemon.notify import SystemdNotifier
+from swarmd.daemon.permits import BrokerService
+from swarmd.daemon.serve import DaemonHooks, metrics_exporter
+from swarmd.errors import SwarmdError
+from swarmd.home import HomeLayout
+from swarmd.models import ExitReason
 from swarmd.store import Store
 
 from .conftest import FakeClock, run_attempt

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from swarmd.config import load_settings
 from swarmd.cli.doctor import (
     DoctorOptions,
     Finding,
@@ -22,6 +21,7 @@ from swarmd.cli.doctor import (
     check_systemd_unit,
     diagnose,
 )
+from swarmd.config import load_settings
 from tests.integration.conftest import swarmd
 
 OPENAI_KEY = "doctorOpenAIkey-Xq8WvB2nLp4"

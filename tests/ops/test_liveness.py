@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from swarmd.cli.commands import HEARTBEAT_STALE_SECONDS
+from swarmd.home import HEARTBEAT_STALE_SECONDS
 from swarmd.models import ExitReason, TaskState, TicketState
 from swarmd.store import Store
 from tests.integration.conftest import (

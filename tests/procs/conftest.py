@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from swarmd.spawn.groups import make_child_subreaper
 from tests.procs.child_processes import OrphanWatch, ReadyPipe, SessionLeaders
+from tests.support.subreaper import make_child_subreaper
 
 
 @pytest.fixture

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from swarmd.spawn.groups import WorkerProcess
+from swarmd.spawn.spawners import WorkerSpawner
 from swarmd.wire.agent import AgentDef, AgentKind
 from swarmd.wire.channel import Channel
 from swarmd.wire.job import Job
-from swarmd.spawn.groups import WorkerProcess
-from swarmd.spawn.spawners import WorkerSpawner
 
 
 def command_job(workspace: Path, argv: list[str]) -> dict[str, Any]:

@@ -15,12 +15,12 @@ import psutil
 import pytest
 from structlog.testing import capture_logs
 
-from swarmd.wire.channel import Channel, ChannelClosed
 from swarmd.config import Settings, load_settings
 from swarmd.daemon.serve import worker_spawner
 from swarmd.errors import ConfigError, ProcessError
 from swarmd.spawn.groups import SpawnedProcess, WorkerProcess
 from swarmd.spawn.spawners import ExecSpawner, ForkedProcess, ForkServer
+from swarmd.wire.channel import Channel, ChannelClosed
 from tests.procs.child_processes import (
     PROCESS_TIMEOUT,
     OrphanWatch,

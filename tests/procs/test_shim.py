@@ -19,6 +19,7 @@ from tests.procs.child_processes import (
     SessionLeaders,
     is_alive,
 )
+from tests.support.shim_entry import ENTRY_POINT as SHIM_ENTRY
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux prctl")
 
@@ -69,7 +70,7 @@ def test_a_command_under_the_shim_entry_point_dies_with_a_sigkilled_daemon(
 ) -> None:
     fd = ready_pipe.write_fd
     command = f"sleep 60 & echo ready $$ $! >/dev/fd/{fd}; wait"
-    shimmed = [sys.executable, "-m", "swarmd.worker.shim", "{daemon_pid}", "--", "sh", "-c", command]
+    shimmed = [sys.executable, SHIM_ENTRY, "{daemon_pid}", "--", "sh", "-c", command]
     daemon = start_standin_daemon(leaders, tmp_path, ready_pipe, shimmed, workers=2)
     for _ in range(2):
         assert ready_pipe.read_line().startswith("ready")
@@ -106,7 +107,7 @@ def test_arming_refuses_a_process_that_does_not_lead_its_group() -> None:
 
 def shim_argv() -> list[str]:
     """The shim entry point, armed for the test process as the daemon."""
-    return [sys.executable, "-m", "swarmd.worker.shim", str(os.getpid()), "--"]
+    return [sys.executable, SHIM_ENTRY, str(os.getpid()), "--"]
 
 
 def run_shim(*argv: str) -> subprocess.CompletedProcess[bytes]:
@@ -176,7 +177,7 @@ def test_shim_does_not_repeat_a_signal_its_parent_sent_to_the_whole_group(
 
 def test_shim_usage_error_exits_2() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "swarmd.worker.shim", "not-a-pid"],
+        [sys.executable, SHIM_ENTRY, "not-a-pid"],
         capture_output=True,
         timeout=PROCESS_TIMEOUT,
         check=False,
@@ -199,6 +200,7 @@ def test_shim_imports_only_what_a_worker_can_afford() -> None:
     assert {name for name in imported if name.startswith("swarmd")} == {
         "swarmd",
         "swarmd.errors",
+        "swarmd.worker",
         "swarmd.worker.shim",
     }
 

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from swarmd.agents.registry import load_agent_registry
-from swarmd.wire.agent import AgentKind
 from swarmd.errors import ConfigError, TicketError
+from swarmd.wire.agent import AgentKind
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -5,10 +5,10 @@ from pathlib import Path
 from typing import Any
 
 from swarmd.agents.registry import BUILTIN_AGENTS
-from swarmd.wire.job import Job
 from swarmd.models import Attempt, ClaimedTask, ExitReason, Task, TaskState
-from swarmd.spawn.spawners import ExecSpawner
 from swarmd.spawn.session import WorkerSession
+from swarmd.spawn.spawners import ExecSpawner
+from swarmd.wire.job import Job
 
 
 class StubProcess:

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from swarmd import __version__
-from swarmd.errors import EnvironmentProblem, SwarmdError
 from swarmd.daemon.gate import GateHold
+from swarmd.errors import EnvironmentProblem, SwarmdError
 from swarmd.logs import get_logger
 from swarmd.models import Clock, ExitReason, TaskState
 from swarmd.store import Store
