@@ -12,7 +12,8 @@ import os
 import signal
 from collections.abc import Mapping
 
-from swarmd.wire.job import AgentResult, Job
+from swarmd.wire.job import Job
+from swarmd.wire.result import AgentResult
 
 
 def expand_command(argv: tuple[str, ...], job: Job) -> list[str]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from swarmd.wire.job import AgentResult, Job
+from swarmd.wire.job import Job
+from swarmd.wire.result import AgentResult
 
 
 def run_echo(job: Job) -> AgentResult:

@@ -23,8 +23,9 @@ from swarmd.llm import (
     raise_refusal,
 )
 from swarmd.outputs import read_input_record, write_reply_files
-from swarmd.wire.channel import WorkerCalls
-from swarmd.wire.job import AgentResult, Job
+from swarmd.wire.channel import ACQUIRE_CALL, REPORT_CALL, WorkerCalls
+from swarmd.wire.job import Job, LLMSettings
+from swarmd.wire.result import AgentResult
 
 MAX_INPUT_CHARS = 64 * 1024
 """How much of the needed tasks' files goes into the prompt, in all."""
@@ -37,22 +38,20 @@ class ChannelBroker:
         self._calls = calls
 
     async def acquire(self, model: str, *, deadline: float) -> None:
-        raise_refusal(await self._calls.call("acquire", model=model, deadline=deadline))
+        raise_refusal(await self._calls.call(ACQUIRE_CALL, model=model, deadline=deadline))
 
     async def report(self, model: str, outcome: Outcome) -> None:
-        await self._calls.call("report", model=model, outcome=outcome.to_dict())
+        await self._calls.call(REPORT_CALL, model=model, outcome=outcome.to_dict())
 
 
-def provider_config_from_job(llm: dict[str, Any]) -> ProviderConfig:
+def provider_config_from_job(llm: LLMSettings) -> ProviderConfig:
     return ProviderConfig(
         endpoints={
-            name: Endpoint(e["base_url"], e.get("api_key"), dict(e.get("headers") or {}))
-            for name, e in llm.get("endpoints", {}).items()
+            name: Endpoint(e.base_url, e.api_key, dict(e.headers))
+            for name, e in llm.endpoints.items()
         },
-        aliases=dict(llm.get("aliases") or {}),
-        prices={
-            model: (float(p[0]), float(p[1])) for model, p in (llm.get("prices") or {}).items()
-        },
+        aliases=dict(llm.aliases),
+        prices=dict(llm.prices),
     )
 
 
@@ -106,8 +105,8 @@ async def ask_models(
     job: Job, calls: WorkerCalls, *, prompt: str | None = None, system: str | None = None
 ) -> RouterResult:
     """One answer from the job's model chain, within the job's deadline."""
-    llm = job.llm or {}
-    total = float(llm.get("request_timeout_seconds", 600.0))
+    llm = job.llm or LLMSettings()
+    total = llm.request_timeout_seconds
     request = ChatRequest.from_prompt(
         prompt if prompt is not None else build_prompt(job),
         system=system or job.agent.system_prompt,
@@ -119,7 +118,7 @@ async def ask_models(
             client,
             config,
             ChannelBroker(calls),
-            fallback_on_rate_limit=bool(llm.get("fallback_on_rate_limit", True)),
+            fallback_on_rate_limit=llm.fallback_on_rate_limit,
             timeouts=RequestTimeouts(connect=10.0, read=total, total=total),
         )
         return await router.complete(request, job.model_chain, deadline=job.deadline)

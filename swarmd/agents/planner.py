@@ -23,7 +23,8 @@ from swarmd.llm import ChainFailedError, RequestRejectedError, strip_reasoning
 from swarmd.models import TaskSpec
 from swarmd.tickets import PLAN_TASK, VERIFY_AGENT, parse_tasks
 from swarmd.wire.channel import WorkerCalls
-from swarmd.wire.job import AgentResult, Job
+from swarmd.wire.job import Job
+from swarmd.wire.result import AgentResult
 
 MAX_PLAN_ROUNDS = 3
 MAX_PLANNED_TASKS = 50

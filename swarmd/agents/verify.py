@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from swarmd.wire.channel import WorkerCalls
-from swarmd.wire.job import AgentResult, Job
+from swarmd.wire.job import Job
+from swarmd.wire.result import AgentResult
 
 OUTPUT_TAIL_CHARS = 4000
 MAX_FIX_CONTEXT_CHARS = 64 * 1024

@@ -26,7 +26,9 @@ from rich.text import Text
 
 from swarmd.config import OFFLINE_MODEL, Settings
 from swarmd.errors import SwarmdError
-from swarmd.llm.providers import ANTHROPIC_VERSION, Endpoint
+from swarmd.llm.providers import Endpoint, HTTPProvider, ProviderConfig
+from swarmd.llm.router import build_providers
+from swarmd.outputs.paths import format_size
 
 SYSTEMD_UNIT = Path("/etc/systemd/system/swarmd.service")
 DISK_WARN_BYTES = 2**30
@@ -140,7 +142,7 @@ def check_home(home: Path) -> Finding:
 def check_disk(home: Path, disk_usage: DiskUsage) -> Finding:
     where = _existing_ancestor(home)
     free = disk_usage(where)[2]
-    shown = _size(free)
+    shown = format_size(free)
     if free < DISK_FAIL_BYTES:
         return Finding(
             "disk",
@@ -178,7 +180,7 @@ def check_database_file(db_path: Path) -> Finding:
             "stop the daemon and put a backup in its place: swarmd restore BACKUP "
             "(the broken file is kept beside it)",
         )
-    detail = f"{found.describe()}, {_size(found.size_bytes)}"
+    detail = f"{found.describe()}, {format_size(found.size_bytes)}"
     if found.notes:
         detail += f"; {found.notes[0]}"
     return Finding("database", Level.OK, detail)
@@ -217,7 +219,7 @@ def describe_providers(settings: Settings) -> Finding:
 
 def checked_providers(settings: Settings) -> list[str]:
     """The providers the model chain names, and every one with a key or URL set."""
-    from swarmd.daemon.permits import provider_config
+    from swarmd.daemon.providers import provider_config
 
     config = provider_config(settings)
     named = {config.provider_name(model) for model in settings.model_chain}
@@ -237,7 +239,7 @@ def checked_providers(settings: Settings) -> list[str]:
 async def check_providers(
     settings: Settings, transport: httpx.AsyncBaseTransport | None
 ) -> list[Finding]:
-    from swarmd.daemon.permits import provider_config
+    from swarmd.daemon.providers import provider_config
     from swarmd.logs import Redactor
 
     config = provider_config(settings)
@@ -260,17 +262,11 @@ async def check_providers(
 
 async def check_provider(client: httpx.AsyncClient, name: str, endpoint: Endpoint) -> Finding:
     """One model-listing request: reachable, and is the key accepted?"""
-    base = endpoint.base_url.rstrip("/")
-    headers = dict(endpoint.headers)
-    if name == "anthropic":
-        url = f"{base}/v1/models"
-        headers["anthropic-version"] = ANTHROPIC_VERSION
-        if endpoint.api_key:
-            headers["x-api-key"] = endpoint.api_key
-    else:
-        url = f"{base}/models"
-        if endpoint.api_key:
-            headers["authorization"] = f"Bearer {endpoint.api_key}"
+    provider = build_providers(ProviderConfig(endpoints={name: endpoint}))[name]
+    assert isinstance(provider, HTTPProvider)
+    url = provider.models_url()
+    headers = provider.headers()
+    headers.pop("content-type", None)
     check = f"provider {name}"
     key_variable = f"{name.upper()}_API_KEY"
     try:
@@ -407,17 +403,6 @@ def _existing_ancestor(path: Path) -> Path:
         if candidate.exists():
             return candidate
     return Path("/")
-
-
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    value = float(n)
-    for unit in ("KiB", "MiB", "GiB"):
-        value /= 1024
-        if value < 1024 or unit == "GiB":
-            break
-    return f"{value:.1f} {unit}"
 
 
 _LEVEL_STYLES = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "bold red"}

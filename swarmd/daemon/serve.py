@@ -1,4 +1,4 @@
-"""The composition root: wires settings, the store, the gate, the broker and the supervisor.
+"""The composition root: wires settings, the store, the gate, the permits and the supervisor.
 
 ``serve()`` is ``swarmd run`` (and ``swarmd run-ticket`` when no daemon is running, with
 ``only_ticket`` set). It holds the home's lock for its whole life, so there is one daemon
@@ -23,7 +23,8 @@ from swarmd.daemon.deliveries import DeliveryBuilder
 from swarmd.daemon.gate import GateDecision, HostProbe, SpawnGate
 from swarmd.daemon.metrics.collector import GateHoldCounter, MetricsCollector, MetricsExporter
 from swarmd.daemon.notify import SystemdNotifier, watchdog_interval
-from swarmd.daemon.permits import BrokerService, grantable_env, llm_job_settings
+from swarmd.daemon.permits import PermitService
+from swarmd.daemon.providers import grantable_env, llm_job_settings, provider_config
 from swarmd.daemon.supervisor import Supervisor, SupervisorConfig
 from swarmd.errors import EnvironmentProblem, StoreError, SwarmdError
 from swarmd.home import HomeLock
@@ -48,13 +49,13 @@ class DaemonHooks:
         self,
         store: Store,
         notifier: SystemdNotifier,
-        broker: BrokerService,
+        permits: PermitService,
         deliveries: DeliveryBuilder,
         gate_holds: GateHoldCounter | None = None,
     ) -> None:
         self._store = store
         self._notifier = notifier
-        self._broker = broker
+        self._permits = permits
         self._deliveries = deliveries
         self._gate_holds = gate_holds or GateHoldCounter()
         self._started_at = time.time()
@@ -68,7 +69,7 @@ class DaemonHooks:
         log.info("shutdown_started")
 
     async def heartbeat(self, snapshot: dict[str, Any]) -> None:
-        status = {**snapshot, "models": self._broker.snapshot()}
+        status = {**snapshot, "models": self._permits.snapshot()}
         await self._store.write_heartbeat(
             pid=os.getpid(), started_at=self._started_at, version=__version__, status=status
         )
@@ -135,7 +136,9 @@ async def _serve_locked(
     skip_grace = asyncio.Event()
     install_signal_handlers(stop, skip_grace)
     layout = settings.layout
-    broker = BrokerService(settings)
+    permits = PermitService(
+        settings.api_rate_limit_rpm, limit_key=provider_config(settings).provider_name
+    )
     deliveries = DeliveryBuilder(store, layout)
     notifier = SystemdNotifier(base_env.get("NOTIFY_SOCKET"))
     spawner = worker_spawner(settings, base_env)
@@ -152,7 +155,7 @@ async def _serve_locked(
         ),
         registry,
         base_env,
-        answer_call=broker.answer_call,
+        answer_call=permits.answer_call,
         skip_grace=skip_grace,
         spawner=spawner,
     )
@@ -178,7 +181,7 @@ async def _serve_locked(
             default_max_attempts=settings.max_attempts,
         ),
         stop=stop,
-        hooks=DaemonHooks(store, notifier, broker, deliveries, gate_holds),
+        hooks=DaemonHooks(store, notifier, permits, deliveries, gate_holds),
     )
     log.info(
         "daemon_started",

@@ -191,6 +191,17 @@ class HTTPProvider(Provider):
     def check_answer(self, label: str, response: httpx.Response, payload: Any, now: float) -> None:
         """Raise for an error hidden in an HTTP 200 body. Most providers never do that."""
 
+    def headers(self) -> dict[str, str]:
+        """What every request to this endpoint carries: its key, version, extra headers."""
+        headers = {"content-type": "application/json", **self.endpoint.headers}
+        if self.endpoint.api_key:
+            headers["authorization"] = f"Bearer {self.endpoint.api_key}"
+        return headers
+
+    def models_url(self) -> str:
+        """The model listing: the cheapest request that proves the endpoint and the key."""
+        return f"{self.endpoint.base_url.rstrip('/')}/models"
+
     async def complete(
         self,
         client: httpx.AsyncClient,
@@ -284,10 +295,7 @@ class OpenAICompatibleProvider(HTTPProvider):
         }
         if request.temperature is not None:
             body["temperature"] = request.temperature
-        headers = {"content-type": "application/json", **self.endpoint.headers}
-        if self.endpoint.api_key:
-            headers["authorization"] = f"Bearer {self.endpoint.api_key}"
-        return f"{self.endpoint.base_url.rstrip('/')}/chat/completions", headers, body
+        return f"{self.endpoint.base_url.rstrip('/')}/chat/completions", self.headers(), body
 
     def check_answer(self, label: str, response: httpx.Response, payload: Any, now: float) -> None:
         # OpenRouter and some proxies report an upstream failure as HTTP 200 with an
@@ -382,6 +390,9 @@ class AnthropicProvider(HTTPProvider):
             body["system"] = "\n\n".join(systems)
         if request.temperature is not None:
             body["temperature"] = request.temperature
+        return f"{self.endpoint.base_url.rstrip('/')}/v1/messages", self.headers(), body
+
+    def headers(self) -> dict[str, str]:
         headers = {
             "content-type": "application/json",
             "anthropic-version": ANTHROPIC_VERSION,
@@ -389,7 +400,10 @@ class AnthropicProvider(HTTPProvider):
         }
         if self.endpoint.api_key:
             headers["x-api-key"] = self.endpoint.api_key
-        return f"{self.endpoint.base_url.rstrip('/')}/v1/messages", headers, body
+        return headers
+
+    def models_url(self) -> str:
+        return f"{self.endpoint.base_url.rstrip('/')}/v1/models"
 
     def parse_answer(self, payload: Any) -> tuple[str, int, int, str | None]:
         blocks = payload["content"]

@@ -13,7 +13,6 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from swarmd.agents.registry import AgentRegistry
 from swarmd.home import HomeLayout
@@ -22,7 +21,7 @@ from swarmd.spawn.groups import scrub_environment
 from swarmd.spawn.session import CallHandler, WorkerSession
 from swarmd.spawn.spawners import ExecSpawner, WorkerSpawner
 from swarmd.wire.agent import AgentDef, AgentKind
-from swarmd.wire.job import Job
+from swarmd.wire.job import Job, LLMSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +34,7 @@ class LaunchSettings:
     grace_seconds: float
     model_chain: tuple[str, ...]
     max_fix_rounds: int
-    llm: dict[str, Any]  # provider settings handed to llm workers (keys included)
+    llm: LLMSettings  # provider settings handed to llm workers (keys included)
     secrets: dict[str, str] = field(default_factory=dict)  # name -> value, grantable to commands
 
 

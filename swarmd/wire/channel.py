@@ -24,6 +24,11 @@ from typing import Any
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
+ACQUIRE_CALL = "acquire"
+"""A worker asks for a rate-limit permit: ``{"model", "deadline"}`` -> None or a refusal."""
+REPORT_CALL = "report"
+"""A worker reports how a request ended: ``{"model", "outcome"}`` -> None."""
+
 
 class ChannelClosed(Exception):
     """The other end went away."""

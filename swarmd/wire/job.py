@@ -1,7 +1,8 @@
-"""The job a worker runs and the result it reports: the wire contract of the channel.
+"""The job the daemon hands a worker: everything one attempt needs, as plain typed data.
 
-Plain data in both directions, so the worker can rebuild it from JSON without importing
-anything heavy.
+Sent once as the channel's ``job`` message (``Job.to_dict``) and rebuilt by the worker
+(``Job.from_dict``) without importing anything heavy: the provider settings an llm worker
+needs travel as ``LLMSettings``, which the llm agent turns into the router's configuration.
 """
 
 from __future__ import annotations
@@ -10,6 +11,47 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from swarmd.wire.agent import AgentDef
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSettings:
+    """One provider's endpoint: its base URL, key and extra headers."""
+
+    base_url: str
+    api_key: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LLMSettings:
+    """What an llm worker needs to build its router. Keys included: never logged."""
+
+    endpoints: dict[str, EndpointSettings] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    prices: dict[str, tuple[float, float]] = field(default_factory=dict)  # usd per Mtok in, out
+    fallback_on_rate_limit: bool = True
+    request_timeout_seconds: float = 600.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LLMSettings:
+        return cls(
+            endpoints={
+                name: EndpointSettings(
+                    str(e["base_url"]), e.get("api_key"), dict(e.get("headers") or {})
+                )
+                for name, e in (data.get("endpoints") or {}).items()
+            },
+            aliases=dict(data.get("aliases") or {}),
+            prices={
+                model: (float(price[0]), float(price[1]))
+                for model, price in (data.get("prices") or {}).items()
+            },
+            fallback_on_rate_limit=bool(data.get("fallback_on_rate_limit", True)),
+            request_timeout_seconds=float(data.get("request_timeout_seconds", 600.0)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +73,7 @@ class Job:
     model_chain: tuple[str, ...] = ()
     heartbeat_seconds: float = 5.0
     fix_rounds: int = 0  # verify tasks: how many times a fix step may repair the workspace
-    llm: dict[str, Any] | None = None  # provider settings, keys included; llm agents only
+    llm: LLMSettings | None = None  # llm, planner and verify agents only
     granted_env: dict[str, str] = field(default_factory=dict)  # secrets a command agent may see
     manifest: dict[str, Any] = field(default_factory=dict)  # metadata for manifest.json
 
@@ -46,23 +88,5 @@ class Job:
         data["checks"] = tuple(data.get("checks") or ())
         data["inputs"] = tuple(tuple(pair) for pair in data.get("inputs") or ())
         data["model_chain"] = tuple(data.get("model_chain") or ())
+        data["llm"] = LLMSettings.from_dict(data["llm"]) if data.get("llm") else None
         return cls(**data)
-
-
-@dataclass(frozen=True, slots=True)
-class AgentResult:
-    """What an agent reports: success, or an error and whether another attempt may help."""
-
-    ok: bool
-    error: str | None = None
-    retryable: bool = True
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_message(self) -> dict[str, Any]:
-        return {
-            "type": "result",
-            "ok": self.ok,
-            "error": self.error,
-            "retryable": self.retryable,
-            "result": self.details,
-        }

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from swarmd.wire.agent import AgentKind
 from swarmd.wire.channel import Channel, ChannelClosed, WorkerCalls
-from swarmd.wire.job import AgentResult, Job
+from swarmd.wire.job import Job
+from swarmd.wire.result import AgentResult
 from swarmd.worker.shim import arm_parent_death
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from swarmd.wire.job import LLMSettings
 from swarmd.agents.registry import AgentRegistry
 from swarmd.daemon.gate import GateDecision, GateHold, SpawnGate
 from swarmd.daemon.supervisor import Supervisor, SupervisorConfig
@@ -116,7 +117,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
             grace_seconds=2,
             model_chain=("echo/echo",),
             max_fix_rounds=0,
-            llm={},
+            llm=LLMSettings(),
         ),
         AgentRegistry(),
         {k: v for k, v in os.environ.items() if k not in PROVIDER_VARIABLES},

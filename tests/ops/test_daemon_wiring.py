@@ -12,7 +12,8 @@ from swarmd.daemon.deliveries import DeliveryBuilder
 from swarmd.daemon.gate import GateDecision, GateHold
 from swarmd.daemon.metrics.collector import GateHoldCounter, MetricsExporter
 from swarmd.daemon.notify import SystemdNotifier
-from swarmd.daemon.permits import BrokerService
+from swarmd.daemon.permits import PermitService
+from swarmd.daemon.providers import provider_config
 from swarmd.daemon.serve import DaemonHooks, metrics_exporter
 from swarmd.errors import SwarmdError
 from swarmd.home import HomeLayout
@@ -63,7 +64,9 @@ async def test_gate_closing_is_counted_by_its_limit(store: Store, tmp_path: Path
     hooks = DaemonHooks(
         store,
         SystemdNotifier(None),
-        BrokerService(settings),
+        PermitService(
+            settings.api_rate_limit_rpm, limit_key=provider_config(settings).provider_name
+        ),
         DeliveryBuilder(store, HomeLayout(tmp_path)),
         holds,
     )
