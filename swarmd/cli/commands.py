@@ -21,8 +21,9 @@ from swarmd.errors import InputError, TicketError
 from swarmd.home import HomeLayout, heartbeat_is_stale, running_daemon_pid
 from swarmd.models import Attempt, SubmitResult, Task, Ticket, TicketSpec, TicketState
 from swarmd.store import Store
-from swarmd.store.stats import StoreStats, UsageTotals, WindowStats, start_of_day
+from swarmd.store.stats import StoreStats, WindowStats, start_of_day
 from swarmd.tickets import load_ticket_file
+from swarmd.wire.report import UsageTotals
 
 STATUS_WINDOWS = {"5m": 300.0, "60m": 3600.0}
 
@@ -205,7 +206,7 @@ async def gather_status(settings: Settings) -> dict[str, Any]:
         beat = await store.read_heartbeat()
         stats = StoreStats(store.database)
         windows = await stats.attempt_windows(list(STATUS_WINDOWS.values()))
-        usage = await stats.usage_since(start_of_day(now))
+        usage = UsageTotals.from_results(await stats.results_since(start_of_day(now)))
     daemon: dict[str, Any] = {"running": pid is not None, "pid": pid}
     live: Mapping[str, Any] = {}
     exit_code = 3 if pid is None else 0

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import psutil
 
@@ -35,7 +35,14 @@ from swarmd.spawn.groups import (
     process_handle,
     spawn_process_group,
 )
-from swarmd.worker.forkserver import decode, encode
+from swarmd.wire.forkserver import (
+    Exited,
+    Reply,
+    Spawned,
+    SpawnFailed,
+    SpawnRequest,
+    decode_reply,
+)
 
 log = get_logger("swarmd.spawn.spawners")
 
@@ -158,15 +165,9 @@ class Zygote:
         request_id = next(self._ids)
         reply: asyncio.Future[ForkedProcess] = asyncio.get_running_loop().create_future()
         self._replies[request_id] = reply
-        request = {
-            "op": "spawn",
-            "id": request_id,
-            "cwd": str(cwd),
-            "env": dict(env),
-            "log": str(log_path),
-        }
+        request = SpawnRequest(request_id, str(cwd), dict(env), str(log_path))
         try:
-            await self._send(encode(request), channel_fd)
+            await self._send(request.to_record(), channel_fd)
             return await reply
         finally:
             # If we stop waiting, a late "spawned" finds no reply and kills that worker.
@@ -209,31 +210,31 @@ class Zygote:
         reason = "it exited (its control socket closed)"
         try:
             while record := await loop.sock_recv(self._control, REPLY_BYTES):
-                self._dispatch(decode(record))
+                reply = decode_reply(record)
+                if reply is not None:
+                    self._dispatch(reply)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             reason = f"its control socket failed: {exc}"
         finally:
             self.abandon(reason)
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        op = message["op"]
-        if op == "spawned":
-            self._on_spawned(int(message["id"]), int(message["pid"]), int(message["start_ticks"]))
-        elif op == "exited":
-            worker = self._workers.pop(int(message["pid"]), None)
+    def _dispatch(self, reply: Reply) -> None:
+        if isinstance(reply, Spawned):
+            self._on_spawned(reply.id, reply.pid, reply.start_ticks)
+        elif isinstance(reply, Exited):
+            worker = self._workers.pop(reply.pid, None)
             if worker is not None:
-                worker.set_returncode(int(message["returncode"]))
-        elif op == "error":
-            request_id = message.get("id")
-            reply = self._replies.get(request_id) if isinstance(request_id, int) else None
-            error = ProcessError(str(message["error"]))
-            if reply is not None and not reply.done():
-                reply.set_exception(error)
+                worker.set_returncode(reply.returncode)
+        elif isinstance(reply, SpawnFailed):
+            waiting = self._replies.get(reply.id) if reply.id is not None else None
+            error = ProcessError(reply.error)
+            if waiting is not None and not waiting.done():
+                waiting.set_exception(error)
             else:
                 log.error("forkserver_error", pid=self.pid, error=str(error))
-        elif op == "ready":
+        else:
             self.ready = True
-            log.info("forkserver_ready", pid=self.pid, warm_up_s=message.get("warm_up_s"))
+            log.info("forkserver_ready", pid=self.pid, warm_up_s=reply.warm_up_s)
 
     def _on_spawned(self, request_id: int, pid: int, start_ticks: int) -> None:
         exit_status: asyncio.Future[int] = asyncio.get_running_loop().create_future()

@@ -4,15 +4,11 @@
 of question:
 
 - recent windows, for ``swarmd status``: throughput, latency percentiles and busy
-  worker-seconds over the last N seconds, and tokens and cost since a moment (midnight);
+  worker-seconds over the last N seconds, and the attempts' reports since a moment;
 - every closed attempt exactly once, for counters that must agree with the database across
-  restarts (``swarmd.daemon.metrics.collector``): ``closed_attempts`` pages through them with a cursor.
+  restarts (``swarmd.daemon.metrics``): ``closed_attempts`` pages through them with a cursor.
 
-Attempt results are the workers' reports (``swarmd.agents``): an llm attempt carries
-``model``, ``tries`` [{model, outcome, status, error, latency_s}], ``usage``
-{prompt_tokens, completion_tokens} and ``cost_usd``; a planner keeps every round's tries; a
-verify attempt nests each fix round's report under ``fix_rounds``. ``llm_usage`` and
-``llm_tries`` read all of these shapes.
+Reports are returned as the workers wrote them; ``swarmd.wire.report`` reads them.
 """
 
 from __future__ import annotations
@@ -20,8 +16,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from sqlite3 import Row
 from typing import Any
 
@@ -78,33 +74,6 @@ class WindowStats:
 
 
 @dataclass(frozen=True, slots=True)
-class LLMUsage:
-    """Tokens and cost of one model's answers."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-
-    def __add__(self, other: LLMUsage) -> LLMUsage:
-        return LLMUsage(
-            self.prompt_tokens + other.prompt_tokens,
-            self.completion_tokens + other.completion_tokens,
-            self.cost_usd + other.cost_usd,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class UsageTotals:
-    """Tokens and cost by model, and their sums."""
-
-    by_model: Mapping[str, LLMUsage] = field(default_factory=dict)
-
-    @property
-    def total(self) -> LLMUsage:
-        return sum(self.by_model.values(), LLMUsage())
-
-
-@dataclass(frozen=True, slots=True)
 class ClosedAttempt:
     """The facts of one closed attempt that counters are made of."""
 
@@ -143,14 +112,10 @@ class StoreStats:
         spans = [(row[0], row[1], row[2]) for row in rows]
         return {window: summarise_window(spans, now=now, window=window) for window in windows}
 
-    async def usage_since(self, since: float) -> UsageTotals:
-        """Tokens and cost of the attempts that ended at or after ``since``."""
+    async def results_since(self, since: float) -> list[dict[str, Any]]:
+        """The reports of the attempts that ended at or after ``since`` and left one."""
         rows = await self._db.read(lambda txn: txn.fetch(RESULTS_ENDED_SINCE, (since,)))
-        by_model: dict[str, LLMUsage] = {}
-        for row in rows:
-            for model, usage in llm_usage(_load_result(row[0])):
-                by_model[model] = by_model.get(model, LLMUsage()) + usage
-        return UsageTotals(by_model)
+        return [result for row in rows if (result := _load_result(row[0])) is not None]
 
     async def closed_attempts(
         self, cursor: AttemptCursor, *, limit: int = 500
@@ -239,48 +204,6 @@ def start_of_day(now: float) -> float:
     """Local midnight before ``now``."""
     local = time.localtime(now)
     return time.mktime((local.tm_year, local.tm_mon, local.tm_mday, 0, 0, 0, 0, 0, -1))
-
-
-def llm_usage(result: Mapping[str, Any] | None) -> Iterator[tuple[str, LLMUsage]]:
-    """(model, usage) for every answer an attempt's result reports, fix rounds included."""
-    for report in _llm_reports(result):
-        usage = report.get("usage")
-        model = report.get("model")
-        if not isinstance(usage, Mapping) or not isinstance(model, str):
-            continue
-        cost = report.get("cost_usd")
-        yield (
-            model,
-            LLMUsage(
-                prompt_tokens=_count(usage.get("prompt_tokens")),
-                completion_tokens=_count(usage.get("completion_tokens")),
-                cost_usd=float(cost) if isinstance(cost, int | float) else 0.0,
-            ),
-        )
-
-
-def llm_tries(result: Mapping[str, Any] | None) -> Iterator[tuple[str, str]]:
-    """(model, outcome) for every request an attempt's result reports, fix rounds included."""
-    for report in _llm_reports(result):
-        tries = report.get("tries")
-        if not isinstance(tries, list):
-            continue
-        for attempt in tries:
-            if isinstance(attempt, Mapping):
-                yield str(attempt.get("model") or "unknown"), str(attempt.get("outcome") or "")
-
-
-def _llm_reports(result: Mapping[str, Any] | None) -> Iterator[Mapping[str, Any]]:
-    if not isinstance(result, Mapping):
-        return
-    yield result
-    rounds = result.get("fix_rounds")
-    if isinstance(rounds, list):
-        yield from (r for r in rounds if isinstance(r, Mapping))
-
-
-def _count(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _load_result(text: str | None) -> dict[str, Any] | None:

@@ -8,19 +8,7 @@ is its side) as::
     python -P -m swarmd.worker.forkserver --parent DAEMON_PID --control-fd N
 
 It arms the parent-death shim for the daemon, imports what workers use, and then serves the
-control socket, a ``SOCK_SEQPACKET`` socketpair whose every record is one JSON object::
-
-    daemon -> zygote   {"op": "spawn", "id": 7, "cwd": ..., "env": {...}, "log": ...}
-                       with the worker's channel fd attached (SCM_RIGHTS)
-    zygote -> daemon   {"op": "ready", "pid": P, "warm_up_s": 0.31}
-    zygote -> daemon   {"op": "spawned", "id": 7, "pid": W, "start_ticks": T}
-    zygote -> daemon   {"op": "error", "id": 7, "error": "one sentence"}
-    zygote -> daemon   {"op": "exited", "pid": W, "returncode": 0}
-
-``start_ticks`` is the worker's start in clock ticks since boot (``/proc/PID/stat``), which
-the daemon turns into a ``ProcessIdentity``; ``returncode`` is negative for a signal, as in
-``subprocess``. "spawned" is sent only once the worker leads its own session (so the
-daemon's ``killpg`` reaches it), and always before its "exited". The zygote exits when the
+control socket (its records: ``swarmd.wire.forkserver``). The zygote exits when the
 daemon closes the socket; it ignores SIGTERM and SIGINT, so that a signal meant for the
 whole service (``KillMode=control-group``, a terminal's ^C) cannot kill it, and with it
 every worker, before the daemon has given them their grace period.
@@ -41,7 +29,6 @@ import argparse
 import contextlib
 import gc
 import importlib
-import json
 import os
 import selectors
 import signal
@@ -49,11 +36,21 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, NoReturn
 
+from swarmd.wire.forkserver import (
+    Exited,
+    Ready,
+    Reply,
+    Spawned,
+    SpawnFailed,
+    SpawnRequest,
+    decode,
+    encode_reply,
+    request_id,
+)
 from swarmd.worker.shim import arm_parent_death
 
 PRELOADED_MODULES = (
@@ -85,43 +82,6 @@ WORKER_PROCESS_NAME = b"swarmd-worker"
 """A forked worker's command line is the zygote's: ``ps -o comm`` tells them apart."""
 
 INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE: the forked child failed before or around the worker
-
-
-def encode(message: Mapping[str, Any]) -> bytes:
-    """One control record."""
-    return json.dumps(message, separators=(",", ":")).encode()
-
-
-def decode(record: bytes) -> dict[str, Any]:
-    """One control record back into a message; ``ValueError`` if it is not a JSON object."""
-    message = json.loads(record)
-    if not isinstance(message, dict):
-        raise ValueError("a control record was not a JSON object")
-    return message
-
-
-@dataclass(frozen=True, slots=True)
-class SpawnRequest:
-    """A "spawn" message, checked."""
-
-    id: int
-    cwd: str
-    env: dict[str, str]
-    log: str
-
-    @classmethod
-    def from_message(cls, message: Mapping[str, Any]) -> SpawnRequest:
-        env = message.get("env")
-        fields = (message.get("id"), message.get("cwd"), message.get("log"))
-        if (
-            message.get("op") != "spawn"
-            or not isinstance(fields[0], int)
-            or not all(isinstance(field, str) for field in fields[1:])
-            or not isinstance(env, dict)
-            or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
-        ):
-            raise ValueError(f"not a valid spawn request: {message!r:.200}")
-        return cls(id=fields[0], cwd=str(fields[1]), env=dict(env), log=str(fields[2]))
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -166,7 +126,7 @@ class Zygote:
             signal.set_wakeup_fd(-1)
 
     def announce_ready(self, warm_up_s: float) -> None:
-        self._send({"op": "ready", "pid": os.getpid(), "warm_up_s": round(warm_up_s, 3)})
+        self._send(Ready(os.getpid(), round(warm_up_s, 3)))
 
     def handle_request(self) -> bool:
         """Read one record and act on it; ``False`` at the end of the stream."""
@@ -181,12 +141,12 @@ class Zygote:
                 raise ValueError("a spawn request came without exactly one channel fd")
         except ValueError as exc:
             _close_all(fds)
-            self._send({"op": "error", "id": _request_id(data), "error": str(exc)})
+            self._send(SpawnFailed(request_id(data), str(exc)))
             return True
         try:
             pid = self.fork_worker(request, fds[0])
         except OSError as exc:
-            self._send({"op": "error", "id": request.id, "error": _spawn_failure(request, exc)})
+            self._send(SpawnFailed(request.id, _spawn_failure(request, exc)))
             return True
         finally:
             _close_all(fds)
@@ -196,9 +156,9 @@ class Zygote:
             started = start_ticks(pid)
         except (OSError, ValueError, IndexError) as exc:
             os.killpg(pid, signal.SIGKILL)  # a worker the daemon cannot identify must not run
-            self._send({"op": "error", "id": request.id, "error": f"cannot read {pid}: {exc}"})
+            self._send(SpawnFailed(request.id, f"cannot read {pid}: {exc}"))
             return True
-        self._send({"op": "spawned", "id": request.id, "pid": pid, "start_ticks": started})
+        self._send(Spawned(request.id, pid, started))
         return True
 
     def fork_worker(self, request: SpawnRequest, channel_fd: int) -> int:
@@ -239,15 +199,15 @@ class Zygote:
                 return
             self._children.discard(pid)
             returncode = os.waitstatus_to_exitcode(status)
-            self._send({"op": "exited", "pid": pid, "returncode": returncode})
+            self._send(Exited(pid, returncode))
 
     def _drain_wakeups(self) -> None:
         with contextlib.suppress(BlockingIOError):
             while os.read(self._wakeup_read, 4096):
                 pass
 
-    def _send(self, message: Mapping[str, Any]) -> None:
-        self._control.sendall(encode(message))
+    def _send(self, reply: Reply) -> None:
+        self._control.sendall(encode_reply(reply))
 
     def _become_worker(
         self,
@@ -324,14 +284,6 @@ def _close_all(fds: list[int]) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)
-
-
-def _request_id(data: bytes) -> int | None:
-    try:
-        value = decode(data).get("id")
-    except ValueError:
-        return None
-    return value if isinstance(value, int) else None
 
 
 def _spawn_failure(request: SpawnRequest, exc: OSError) -> str:

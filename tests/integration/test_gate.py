@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from swarmd.wire.job import LLMSettings
 from swarmd.agents.registry import AgentRegistry
 from swarmd.daemon.gate import GateDecision, GateHold, SpawnGate
 from swarmd.daemon.supervisor import Supervisor, SupervisorConfig
@@ -25,6 +24,7 @@ from swarmd.home import HomeLayout
 from swarmd.models import TaskSpec, TaskState, TicketSpec, TicketState
 from swarmd.spawn.launcher import LaunchSettings, WorkerLauncher
 from swarmd.store import Store
+from swarmd.wire.job import LLMSettings
 
 from .conftest import PROVIDER_VARIABLES
 

@@ -6,14 +6,8 @@ import time
 
 from swarmd.models import ExitReason, TaskSpec, TicketSpec
 from swarmd.store import Store
-from swarmd.store.stats import (
-    AttemptCursor,
-    StoreStats,
-    llm_tries,
-    llm_usage,
-    percentile,
-    start_of_day,
-)
+from swarmd.store.stats import AttemptCursor, StoreStats, percentile, start_of_day
+from swarmd.wire.report import UsageTotals, llm_tries, llm_usage
 
 from .conftest import FakeClock, run_attempt
 
@@ -93,7 +87,7 @@ async def test_usage_since_sums_tokens_and_cost_by_model_including_fix_rounds(
     }
     await run_attempt(store, clock, 1.0, name="v", result=verify, reason=ExitReason.ERROR)
 
-    usage = await stats.usage_since(since)
+    usage = UsageTotals.from_results(await stats.results_since(since))
 
     assert usage.by_model["openai/a"].prompt_tokens == 10
     assert usage.by_model["openai/a"].cost_usd == 0.5

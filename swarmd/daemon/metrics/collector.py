@@ -29,7 +29,8 @@ from swarmd.errors import EnvironmentProblem, SwarmdError
 from swarmd.logs import get_logger
 from swarmd.models import Clock, ExitReason, TaskState
 from swarmd.store import Store
-from swarmd.store.stats import AttemptCursor, ClosedAttempt, StoreStats, llm_tries, llm_usage
+from swarmd.store.stats import AttemptCursor, ClosedAttempt, StoreStats
+from swarmd.wire.report import llm_tries, llm_usage
 
 log = get_logger("swarmd.daemon.metrics.collector")
 
