@@ -13,8 +13,9 @@
         wait_for_wakeup()              new work, a worker exit, a timer, or a signal
     shut_down()                        SIGTERM -> grace -> SIGKILL, await all, requeue
 
-It never writes SQL (the store does) and never touches a process directly (procs and the
-worker sessions do).
+It never writes SQL (the store does) and never touches a process directly (the worker
+sessions do, through their verbs). Both clocks are injected: ``clock`` (monotonic) for
+intervals and ages, ``wall_clock`` for deadlines and retry times, which the store keeps.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from swarmd.daemon.gate import GateDecision, SpawnGate
+from swarmd.daemon.outcome import Verdict, decide_verdict
 from swarmd.errors import ProcessError, StaleAttemptError, SwarmdError
 from swarmd.logs import get_logger
 from swarmd.models import ClaimedTask, ExitReason, TaskOutcome, TaskState, TicketState
 from swarmd.spawn.groups import ProcessIdentity, is_same_process, kill_stale_group
 from swarmd.spawn.launcher import WorkerLauncher
-from swarmd.spawn.session import Verdict, WorkerSession
+from swarmd.spawn.session import WorkerSession
 from swarmd.store import Store
 
 log = get_logger("swarmd.daemon.supervisor")
@@ -73,6 +75,7 @@ class Supervisor:
         stop: asyncio.Event,
         hooks: SupervisorHooks,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._gate = gate
@@ -81,6 +84,7 @@ class Supervisor:
         self._stop = stop
         self._hooks = hooks
         self._clock = clock
+        self._wall_clock = wall_clock
         self._sessions: dict[str, tuple[WorkerSession, asyncio.Task[None]]] = {}
         self._wakeup = asyncio.Event()
         self._new_work = True
@@ -122,7 +126,7 @@ class Supervisor:
         if self._gate_held:
             deadlines.append(now + self._config.gate_recheck_seconds)
         if self._next_retry_at is not None:
-            deadlines.append(now + max(0.0, self._next_retry_at - time.time()))
+            deadlines.append(now + max(0.0, self._next_retry_at - self._wall_clock()))
         timeout = max(0.0, min(deadlines) - now)
         stop_wait = asyncio.ensure_future(self._stop.wait())
         wake_wait = asyncio.ensure_future(self._wakeup.wait())
@@ -180,18 +184,18 @@ class Supervisor:
             del self._sessions[token]
             if runner.exception() is not None:
                 log.error("worker_session_crashed", task=session.ref, exc_info=runner.exception())
-            await self._close_attempt(session, session.verdict())
+            await self._close_attempt(session, decide_verdict(session.exit_facts()))
 
     def enforce_limits(self) -> None:
         now = self._clock()
         if now < self._next_limit_check:
             return
         self._next_limit_check = now + self._config.limit_check_seconds
-        wall = time.time()
+        wall = self._wall_clock()
         for session, _ in self._sessions.values():
-            if session.kill_reason is not None or session.proc is None:
+            if session.stopping:
                 continue
-            if wall > session.job.deadline:
+            if session.past_deadline(wall):
                 self._kill(session, ExitReason.TIMEOUT, "the worker ran past its timeout")
             elif session.silence() > self._config.hung_seconds:
                 self._kill(
@@ -200,7 +204,7 @@ class Supervisor:
                     f"the worker sent no heartbeat for {session.silence():.0f} s",
                 )
             elif self._config.memory_limit_bytes is not None:
-                rss = session.proc.tree_rss_bytes()
+                rss = session.tree_rss_bytes()
                 if rss > self._config.memory_limit_bytes:
                     self._kill(
                         session,
@@ -214,11 +218,11 @@ class Supervisor:
             return
         current = await self._store.current_tokens(list(self._sessions))
         for token, (session, _) in self._sessions.items():
-            if token not in current and session.kill_reason is None:
+            if token not in current and not session.stopping:
                 self._kill(session, ExitReason.CANCELLED, "the task was cancelled")
 
     async def release_retries(self) -> None:
-        if self._next_retry_at is not None and self._next_retry_at <= time.time():
+        if self._next_retry_at is not None and self._next_retry_at <= self._wall_clock():
             self._new_work = True
         if self._new_work:
             released = await self._store.release_due_retries()
@@ -274,8 +278,7 @@ class Supervisor:
                 Verdict(ExitReason.ERROR, f"the worker could not start: {exc}", {}),
             )
             return
-        assert session.proc is not None
-        identity = session.proc.identity
+        identity = session.identity
         await self._store.record_spawn(
             claimed.attempt.token, pid=identity.pid, pid_create_time=identity.create_time
         )
@@ -306,21 +309,20 @@ class Supervisor:
         self._gate_held = not decision.allowed
 
     async def _close_attempt(self, session: WorkerSession, verdict: Verdict) -> None:
-        task, attempt = session.claimed.task, session.claimed.attempt
         details = verdict.details
         log.info(
             "attempt_finished",
-            task=task.ref,
-            attempt=attempt.number,
-            agent=task.agent,
+            task=session.ref,
+            attempt=session.attempt,
+            agent=session.agent,
             model=details.get("model"),
             duration_s=round(session.age(), 3),
             exit_reason=verdict.reason.value,
             error=verdict.error,
             tokens=details.get("usage"),
-            pid=session.proc.pid if session.proc else None,
+            pid=session.pid,
         )
-        await self._apply_verdict(attempt.token, task.ref, verdict)
+        await self._apply_verdict(session.token, session.ref, verdict)
 
     async def _apply_verdict(self, token: str, ref: str, verdict: Verdict) -> None:
         store = self._store
@@ -377,23 +379,7 @@ class Supervisor:
 
     def snapshot(self) -> dict[str, Any]:
         """The live state for ``swarmd status``: workers and the gate."""
-        workers = []
-        for session, _ in self._sessions.values():
-            proc = session.proc
-            rss, cpu = proc.tree_usage() if proc else (0, 0.0)
-            workers.append(
-                {
-                    "task": session.ref,
-                    "attempt": session.claimed.attempt.number,
-                    "agent": session.claimed.task.agent,
-                    "pid": proc.pid if proc else None,
-                    "age_s": round(session.age(), 1),
-                    "rss_bytes": rss,
-                    "cpu_percent": round(cpu, 1),
-                    "heartbeat_age_s": round(session.silence(), 1),
-                    "stopping": session.kill_reason.value if session.kill_reason else None,
-                }
-            )
+        workers = [session.snapshot() for session, _ in self._sessions.values()]
         last = self._gate.last_decision
         return {
             "pid": os.getpid(),

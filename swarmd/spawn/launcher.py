@@ -118,5 +118,5 @@ class WorkerLauncher:
             log_path=log_path,
             spawner=self._spawner,
         )
-        await session.start(self._env)
+        await session.spawn(self._env)
         return session

@@ -2,7 +2,9 @@
 
 A ``WorkerSession`` lives exactly as long as its process. Its ``run()`` is one named asyncio
 task owned by the supervisor; it returns once the process (and its whole group) is gone and
-the channel is drained, leaving the facts the supervisor needs to close the attempt.
+the channel is drained, leaving the facts (``WorkerExit``) from which the daemon decides how
+the attempt ended (``swarmd.daemon.outcome``). The supervisor touches the process only
+through the session's verbs.
 """
 
 from __future__ import annotations
@@ -17,14 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from swarmd.errors import TicketError
-from swarmd.models import ClaimedTask, ExitReason, TaskSpec
-from swarmd.spawn.groups import WorkerProcess, describe_exit, terminate_group
+from swarmd.models import ClaimedTask, ExitReason
+from swarmd.spawn.groups import ProcessIdentity, WorkerProcess, terminate_group
 from swarmd.spawn.spawners import WorkerSpawner
-from swarmd.tickets import parse_tasks
 from swarmd.wire.agent import AgentKind
 from swarmd.wire.channel import Channel, ChannelClosed
 from swarmd.wire.job import Job
+from swarmd.wire.result import AgentResult
 
 CallHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 """Answers a worker's ``call`` (method, args) -> value; raising sends the error back."""
@@ -33,14 +34,16 @@ _DRAIN_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
-    """How an attempt ended, decided from what the session saw."""
+class WorkerExit:
+    """The facts of a finished worker, from which the daemon decides how its attempt ended."""
 
-    reason: ExitReason
-    error: str | None
-    details: dict[str, Any]
-    retryable: bool = True
-    new_tasks: tuple[TaskSpec, ...] = ()  # a planner's graph, inserted as the attempt closes
+    task: str
+    agent_kind: AgentKind
+    result: AgentResult | None  # what the worker reported, if it reported
+    kill_reason: ExitReason | None  # why the daemon stopped it, if it did
+    kill_detail: str | None
+    returncode: int | None  # negative: the signal that ended it
+    lost_with_spawner: bool  # it died because the fork server died
 
 
 class WorkerSession:
@@ -69,7 +72,7 @@ class WorkerSession:
         self.proc: WorkerProcess | None = None
         self.started_at = clock()
         self.last_heartbeat = self.started_at
-        self.result: dict[str, Any] | None = None
+        self.result: AgentResult | None = None
         self.kill_reason: ExitReason | None = None
         self.kill_detail: str | None = None
         self.returncode: int | None = None
@@ -85,7 +88,7 @@ class WorkerSession:
     def ref(self) -> str:
         return self.claimed.task.ref
 
-    async def start(self, env: Mapping[str, str]) -> WorkerProcess:
+    async def spawn(self, env: Mapping[str, str]) -> WorkerProcess:
         """Spawn the worker process with its end of the channel, and send the job."""
         parent_sock, child_sock = socket.socketpair()
         try:
@@ -159,7 +162,7 @@ class WorkerSession:
                     self.last_heartbeat = self._clock()
                 elif kind == "result":
                     self.last_heartbeat = self._clock()
-                    self.result = message
+                    self.result = AgentResult.from_message(message)
                 elif kind == "call":
                     call = asyncio.create_task(
                         self._answer(channel, message), name=f"call-{self.ref}"
@@ -180,37 +183,59 @@ class WorkerSession:
         with contextlib.suppress(ChannelClosed):
             await channel.send(reply)
 
-    def verdict(self) -> Verdict:
-        """Decide how the attempt ended from the result, the kill reason and the exit."""
-        result = self.result or {}
-        details = dict(result.get("result") or {})
-        if result.get("ok") and self.returncode == 0:
-            if self.job.agent.kind is AgentKind.PLANNER:
-                return self._planner_verdict(details)
-            return Verdict(ExitReason.OK, None, details)
-        if self.kill_reason is not None:
-            message = self.kill_detail or self.kill_reason.value
-            return Verdict(self.kill_reason, message, details)
-        if result:
-            return Verdict(
-                ExitReason.ERROR,
-                str(result.get("error") or "the agent failed"),
-                details,
-                retryable=bool(result.get("retryable", True)),
-            )
-        if self.proc is not None and self.proc.lost_with_spawner:
-            # swarmd's own failure, not the task's: requeue it without burning an attempt.
-            return Verdict(ExitReason.INTERRUPTED, "the fork server stopped", details)
-        code = self.returncode if self.returncode is not None else -1
-        reason = ExitReason.SIGNAL if code < 0 else ExitReason.EXIT_CODE
-        return Verdict(reason, f"the worker died with {describe_exit(code)}", details)
+    def exit_facts(self) -> WorkerExit:
+        """What this session saw of the attempt's end, once ``run()`` has returned."""
+        return WorkerExit(
+            task=self.job.task,
+            agent_kind=self.job.agent.kind,
+            result=self.result,
+            kill_reason=self.kill_reason,
+            kill_detail=self.kill_detail,
+            returncode=self.returncode,
+            lost_with_spawner=self.proc is not None and self.proc.lost_with_spawner,
+        )
 
-    def _planner_verdict(self, details: dict[str, Any]) -> Verdict:
-        """The worker validated its plan; the daemon checks it again before trusting it."""
-        try:
-            tasks = parse_tasks(
-                details.get("plan"), existing=(self.job.task,), source="the planner's task graph"
-            )
-        except TicketError as exc:
-            return Verdict(ExitReason.ERROR, str(exc), details, retryable=False)
-        return Verdict(ExitReason.OK, None, details, new_tasks=tasks)
+    # -- what the supervisor asks of a running worker ------------------------------------
+
+    @property
+    def attempt(self) -> int:
+        return self.claimed.attempt.number
+
+    @property
+    def agent(self) -> str:
+        return self.claimed.task.agent
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def identity(self) -> ProcessIdentity:
+        assert self.proc is not None, "the worker has not been spawned"
+        return self.proc.identity
+
+    @property
+    def stopping(self) -> bool:
+        """A stop was asked for (its reason is ``kill_reason``)."""
+        return self.kill_reason is not None
+
+    def past_deadline(self, wall_now: float) -> bool:
+        return wall_now > self.job.deadline
+
+    def tree_rss_bytes(self) -> int:
+        return self.proc.tree_rss_bytes() if self.proc is not None else 0
+
+    def snapshot(self) -> dict[str, Any]:
+        """This worker as ``swarmd status`` shows it."""
+        rss, cpu = self.proc.tree_usage() if self.proc is not None else (0, 0.0)
+        return {
+            "task": self.ref,
+            "attempt": self.attempt,
+            "agent": self.agent,
+            "pid": self.pid,
+            "age_s": round(self.age(), 1),
+            "rss_bytes": rss,
+            "cpu_percent": round(cpu, 1),
+            "heartbeat_age_s": round(self.silence(), 1),
+            "stopping": self.kill_reason.value if self.kill_reason else None,
+        }

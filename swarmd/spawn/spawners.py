@@ -111,8 +111,9 @@ class _ZygoteLost(ProcessError):
     """The zygote went away (or stopped answering) before it answered a request."""
 
 
-class Zygote:
-    """One running zygote: its process, its control socket, and the requests in flight."""
+class ZygoteClient:
+    """The daemon's end of one running zygote: its process, its control socket, and the
+    requests in flight. (The zygote's own loop is ``swarmd.worker.forkserver.Zygote``.)"""
 
     def __init__(self, process: SpawnedProcess, control: socket.socket, log_path: Path) -> None:
         self.process = process
@@ -132,9 +133,9 @@ class Zygote:
         return self.process.pid
 
     @classmethod
-    async def start(
+    async def spawn_zygote(
         cls, *, python: str, env: Mapping[str, str], cwd: Path, log_path: Path
-    ) -> Zygote:
+    ) -> ZygoteClient:
         """Start ``python -m swarmd.worker.forkserver``; it warms up while requests queue."""
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,7 +157,7 @@ class Zygote:
         ours.setblocking(False)
         return cls(process, ours, log_path)
 
-    async def spawn(
+    async def spawn_worker(
         self, *, cwd: Path, env: Mapping[str, str], log_path: Path, channel_fd: int
     ) -> ForkedProcess:
         """Ask for one worker; ``_ZygoteLost`` if the zygote dies before it answers."""
@@ -319,7 +320,7 @@ class ForkServer:
         self._retry_start_after = retry_start_after
         self._close_timeout = close_timeout
         self._clock = clock
-        self._zygote: Zygote | None = None
+        self._zygote: ZygoteClient | None = None
         self._lock = asyncio.Lock()
         self._next_start_at = 0.0
         self._closed = False
@@ -343,7 +344,7 @@ class ForkServer:
         if zygote is not None:
             try:
                 async with asyncio.timeout(self._reply_timeout):
-                    return await zygote.spawn(
+                    return await zygote.spawn_worker(
                         cwd=cwd, env=env, log_path=log_path, channel_fd=channel_fd
                     )
             except TimeoutError:
@@ -362,7 +363,7 @@ class ForkServer:
             if self._zygote is not None:
                 await self._retire()
 
-    async def _ensure_zygote(self) -> Zygote | None:
+    async def _ensure_zygote(self) -> ZygoteClient | None:
         zygote = self._zygote
         if zygote is not None and not zygote.lost:
             return zygote
@@ -375,7 +376,7 @@ class ForkServer:
         if self._closed or self._clock() < self._next_start_at:
             return None
         try:
-            self._zygote = await Zygote.start(
+            self._zygote = await ZygoteClient.spawn_zygote(
                 python=self._python, env=self._env, cwd=self._cwd, log_path=self._log_path
             )
         except ProcessError as exc:
