@@ -19,9 +19,10 @@ from typing import Any
 from swarmd import __version__
 from swarmd.agents.registry import AgentRegistry, load_agent_registry
 from swarmd.config import OFFLINE_MODEL, Settings
-from swarmd.daemon.deliveries import DeliveryBuilder
+from swarmd.daemon.delivery_queue import DeliveryQueue
 from swarmd.daemon.gate import GateDecision, HostProbe, SpawnGate
-from swarmd.daemon.metrics.collector import GateHoldCounter, MetricsCollector, MetricsExporter
+from swarmd.daemon.metrics.collector import GateHoldCounter, MetricsCollector
+from swarmd.daemon.metrics.exporter import MetricsExporter
 from swarmd.daemon.notify import SystemdNotifier, watchdog_interval
 from swarmd.daemon.permits import PermitService
 from swarmd.daemon.providers import grantable_env, llm_job_settings, provider_config
@@ -50,7 +51,7 @@ class DaemonHooks:
         store: Store,
         notifier: SystemdNotifier,
         permits: PermitService,
-        deliveries: DeliveryBuilder,
+        deliveries: DeliveryQueue,
         gate_holds: GateHoldCounter | None = None,
     ) -> None:
         self._store = store
@@ -139,7 +140,7 @@ async def _serve_locked(
     permits = PermitService(
         settings.api_rate_limit_rpm, limit_key=provider_config(settings).provider_name
     )
-    deliveries = DeliveryBuilder(store, layout)
+    deliveries = DeliveryQueue(store, layout)
     notifier = SystemdNotifier(base_env.get("NOTIFY_SOCKET"))
     spawner = worker_spawner(settings, base_env)
     launcher = WorkerLauncher(

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from swarmd.config import load_settings
-from swarmd.daemon.deliveries import DeliveryBuilder
+from swarmd.daemon.delivery_queue import DeliveryQueue
 from swarmd.daemon.gate import GateDecision, GateHold
-from swarmd.daemon.metrics.collector import GateHoldCounter, MetricsExporter
+from swarmd.daemon.metrics.collector import GateHoldCounter
+from swarmd.daemon.metrics.exporter import MetricsExporter
 from swarmd.daemon.notify import SystemdNotifier
 from swarmd.daemon.permits import PermitService
 from swarmd.daemon.providers import provider_config
@@ -67,7 +68,7 @@ async def test_gate_closing_is_counted_by_its_limit(store: Store, tmp_path: Path
         PermitService(
             settings.api_rate_limit_rpm, limit_key=provider_config(settings).provider_name
         ),
-        DeliveryBuilder(store, HomeLayout(tmp_path)),
+        DeliveryQueue(store, HomeLayout(tmp_path)),
         holds,
     )
 

@@ -13,13 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from swarmd.daemon.metrics.collector import (
-    DURATION_BUCKETS,
-    GateHoldCounter,
-    MetricsCollector,
-    MetricsExporter,
-    write_atomically,
-)
+from swarmd.daemon.metrics.collector import DURATION_BUCKETS, GateHoldCounter, MetricsCollector
+from swarmd.daemon.metrics.exporter import MetricsExporter, write_atomically
 from swarmd.models import ExitReason
 from swarmd.store import Store
 from swarmd.store.stats import StoreStats

@@ -97,7 +97,10 @@ def test_worker_whose_parent_died_before_arming_kills_its_group_at_once() -> Non
 
 
 def test_arming_refuses_a_process_that_does_not_lead_its_group() -> None:
-    code = "from swarmd.worker.shim import arm_parent_death; import os; arm_parent_death(os.getppid())"
+    code = (
+        "from swarmd.worker.shim import arm_parent_death; import os; "
+        "arm_parent_death(os.getppid())"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, timeout=PROCESS_TIMEOUT, check=False
     )

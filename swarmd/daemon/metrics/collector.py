@@ -1,47 +1,34 @@
-"""Metrics in the Prometheus text exposition format (0.0.4), written by hand.
+"""What the metrics say: counters and gauges collected from the database and the daemon.
 
 ``MetricsCollector`` reads the database: queue depth and the daemon's heartbeat row each
 time, and every closed attempt once (``StoreStats.closed_attempts``), so its counters are
 sums over the database and agree with it across restarts. Gate holds are the one thing the
 database does not keep; the daemon counts them in a ``GateHoldCounter``.
-
-``MetricsExporter`` is the daemon's side task: every ``interval`` seconds it renders the
-text, writes it atomically to a file for node_exporter's textfile collector, and/or keeps
-it for ``GET /metrics`` on a loopback port.
+It renders them as Prometheus text (``exposition``); ``exporter`` publishes that text.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import math
-import os
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from swarmd import __version__
 from swarmd.daemon.gate import GateHold
-from swarmd.errors import EnvironmentProblem, SwarmdError
-from swarmd.logs import get_logger
+from swarmd.daemon.metrics.exposition import TextExposition
 from swarmd.models import Clock, ExitReason, TaskState
 from swarmd.store import Store
 from swarmd.store.stats import AttemptCursor, ClosedAttempt, StoreStats
 from swarmd.wire.report import llm_tries, llm_usage
 
-log = get_logger("swarmd.daemon.metrics.collector")
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 """Upper bounds (seconds) of the attempt-duration histogram: a command runs in a second,
 an llm call in tens of seconds, a coding agent in tens of minutes."""
 
 _PAGE = 500
-_MAX_REQUEST_HEAD = 8192
-_REQUEST_TIMEOUT_SECONDS = 5.0
 
 
 class GateHoldCounter:
@@ -218,228 +205,3 @@ def add_daemon_families(
         text.sample("swarmd_daemon_start_time_seconds", heartbeat["started_at"])
     text.family("swarmd_build_info", "gauge", "The running swarmd's version.")
     text.sample("swarmd_build_info", 1, version=__version__)
-
-
-class TextExposition:
-    """Builds the text format: a HELP and TYPE line per family, then its samples."""
-
-    def __init__(self) -> None:
-        self._lines: list[str] = []
-
-    def family(self, name: str, kind: str, help_text: str) -> None:
-        # The TYPE line names the family as its samples do, ``_total`` included; the
-        # parser strips the suffix from a counter's name itself.
-        self._lines.append(f"# HELP {name} {escape_help(help_text)}")
-        self._lines.append(f"# TYPE {name} {kind}")
-
-    def sample(self, name: str, value: float, **labels: str) -> None:
-        if labels:
-            pairs = ",".join(f'{key}="{escape_label(val)}"' for key, val in labels.items())
-            name = f"{name}{{{pairs}}}"
-        self._lines.append(f"{name} {format_value(value)}")
-
-    def render(self) -> str:
-        return "\n".join(self._lines) + "\n"
-
-
-def escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def format_value(value: float) -> str:
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
-
-
-class MetricsExporter:
-    """Refreshes the metrics every ``interval`` s: to ``textfile``, and/or for ``GET /metrics``.
-
-    ``start()`` binds the port (so a port in use fails the daemon's start, not later);
-    ``run()`` is the side task, until cancelled; ``close()`` stops listening.
-    """
-
-    def __init__(
-        self,
-        collector: MetricsCollector,
-        *,
-        interval: float = 10.0,
-        textfile: Path | None = None,
-        port: int | None = None,
-        host: str = "127.0.0.1",
-    ) -> None:
-        self._collector = collector
-        self._interval = interval
-        self._textfile = textfile
-        self._port = port
-        self._host = host
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[Any]] = set()
-        self._text = ""
-        self._textfile_failing = False
-
-    @property
-    def text(self) -> str:
-        """The latest rendering (empty before the first refresh)."""
-        return self._text
-
-    @property
-    def address(self) -> tuple[str, int] | None:
-        """Where ``GET /metrics`` is served, once started."""
-        if self._server is None:
-            return None
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return str(host), int(port)
-
-    async def start(self) -> None:
-        """Render once and bind the port, if one is configured."""
-        await self.refresh()
-        if self._port is None:
-            return
-        try:
-            self._server = await asyncio.start_server(
-                self._serve_connection, self._host, self._port, limit=_MAX_REQUEST_HEAD
-            )
-        except OSError as exc:
-            raise EnvironmentProblem(
-                f"cannot serve metrics on {self._host}:{self._port} "
-                f"(SWARMD_METRICS_PORT): {exc.strerror or exc}"
-            ) from exc
-        address = self.address
-        assert address is not None  # the server was just started
-        host, port = address
-        log.info("metrics_serving", url=f"http://{host}:{port}/metrics")
-
-    async def run(self) -> None:
-        """Refresh every ``interval`` seconds until cancelled."""
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        while True:
-            # Drift-corrected: a slow refresh does not push every later one back, and one
-            # that overran is not followed by a burst of catch-up refreshes.
-            next_at = max(next_at + self._interval, loop.time())
-            await asyncio.sleep(next_at - loop.time())
-            await self.refresh()
-
-    async def refresh(self) -> None:
-        try:
-            self._text = await self._collector.collect()
-        except SwarmdError as exc:
-            # The supervisor meets the same database and decides what to do about it; the
-            # scrape keeps the last good text meanwhile.
-            log.warning("metrics_collect_failed", error=str(exc))
-            return
-        if self._textfile is not None:
-            await asyncio.to_thread(self._write_textfile, self._textfile, self._text)
-
-    def _write_textfile(self, path: Path, text: str) -> None:
-        try:
-            write_atomically(path, text)
-        except OSError as exc:
-            if not self._textfile_failing:
-                log.warning("metrics_textfile_failed", path=str(path), error=str(exc))
-            self._textfile_failing = True
-            return
-        if self._textfile_failing:
-            log.info("metrics_textfile_recovered", path=str(path))
-        self._textfile_failing = False
-
-    async def close(self) -> None:
-        if self._server is None:
-            return
-        self._server.close()
-        # Python 3.11's Server.close() leaves accepted connections open: end them here.
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        await self._server.wait_closed()
-        self._server = None
-
-    async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._connections.add(task)
-        try:
-            async with asyncio.timeout(_REQUEST_TIMEOUT_SECONDS):
-                head = await reader.readuntil(b"\r\n\r\n")
-            status, body, head_only = answer_request(head, self._text)
-            writer.write(http_response(status, body, head_only=head_only))
-            await writer.drain()
-        except (
-            TimeoutError,
-            ConnectionError,
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-        ):
-            pass
-        finally:
-            if task is not None:
-                self._connections.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-                await writer.wait_closed()
-
-
-def answer_request(head: bytes, text: str) -> tuple[int, bytes, bool]:
-    """(status, body, HEAD?) for one request head; only ``GET /metrics`` (and ``/``) exist."""
-    request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-    parts = request_line.split()
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        return 400, b"bad request\n", False
-    method, target = parts[0], parts[1].split("?", 1)[0]
-    if target not in ("/metrics", "/"):
-        return 404, b"not found: try /metrics\n", method == "HEAD"
-    if method not in ("GET", "HEAD"):
-        return 405, b"method not allowed\n", False
-    return 200, text.encode(), method == "HEAD"
-
-
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
-
-
-def http_response(status: int, body: bytes, *, head_only: bool = False) -> bytes:
-    content_type = CONTENT_TYPE if status == 200 else "text/plain; charset=utf-8"
-    headers = [
-        f"HTTP/1.1 {status} {_REASONS[status]}",
-        f"Content-Type: {content_type}",
-        f"Content-Length: {len(body)}",
-        "Connection: close",
-    ]
-    if status == 405:
-        headers.append("Allow: GET, HEAD")
-    head = ("\r\n".join(headers) + "\r\n\r\n").encode("latin-1")
-    return head if head_only else head + body
-
-
-def write_atomically(path: Path, text: str, *, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text`` so a reader sees the old file or the new one, never half.
-
-    The temporary name starts with a dot and does not end in ``.prom``: node_exporter's
-    textfile collector reads only ``*.prom``. The mode is set explicitly, as a service's
-    umask (0077) would keep node_exporter, another user, out.
-    """
-    staged = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(fd, mode)
-            file.write(text.encode())
-        os.replace(staged, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            staged.unlink()
-        raise

@@ -1,4 +1,5 @@
-"""Delivery archives: when a ticket finishes, merge its tasks' archives into one.
+"""The daemon's queue of delivery archives: when a ticket finishes, its tasks' archives are
+merged into one (written by ``swarmd.outputs.delivery``).
 
 Runs beside the supervisor loop, off its path: each delivery is a named task whose packing
 happens in a thread, and ``drain()`` awaits them all before the daemon exits.
@@ -15,10 +16,10 @@ from swarmd.models import TaskState, TicketState
 from swarmd.outputs import TaskArchiveRef, write_delivery_archive
 from swarmd.store import Store
 
-log = get_logger("swarmd.daemon.deliveries")
+log = get_logger("swarmd.daemon.delivery_queue")
 
 
-class DeliveryBuilder:
+class DeliveryQueue:
     def __init__(self, store: Store, layout: HomeLayout) -> None:
         self._store = store
         self._layout = layout
