@@ -2,26 +2,29 @@
 
 Exit codes: 0 done; 1 the ticket failed or was cancelled; 2 bad input, nothing written;
 3 environment problem (database unusable, another daemon running); 78 invalid settings.
+
+Each command imports what it needs inside its own body, and reaches the rest of swarmd only
+through ``swarmd.cli.commands`` (and the CLI's own views): ``swarmd --version`` and
+``swarmd --help`` load no settings, logging, asyncio or rich.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import sys
 from collections.abc import Callable, Coroutine
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
 
 from swarmd import __version__
-from swarmd.agents.registry import load_agent_registry
-from swarmd.config import Settings, load_settings
 from swarmd.errors import InputError, SwarmdError
-from swarmd.logs import configure_logging
-from swarmd.models import TicketState
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from swarmd.config import Settings
 
 T = TypeVar("T")
 
@@ -32,18 +35,33 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+
+
+@cache
+def console() -> Console:
+    from rich.console import Console
+
+    return Console()
+
+
+@cache
+def err_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def fail(message: str, code: int) -> NoReturn:
-    err_console.print(f"swarmd: {message}", highlight=False, markup=False)
+    err_console().print(f"swarmd: {message}", highlight=False, markup=False)
     raise typer.Exit(code)
 
 
 def settings_or_exit() -> Settings:
+    from swarmd.config import load_settings
+
     try:
         return load_settings()
     except SwarmdError as exc:
@@ -52,6 +70,8 @@ def settings_or_exit() -> Settings:
 
 def call(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run one async operation; a SwarmdError becomes its sentence and exit code."""
+    import asyncio
+
     try:
         return asyncio.run(coro_fn())
     except SwarmdError as exc:
@@ -59,6 +79,8 @@ def call(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 def setup_cli_logging(settings: Settings, *, console_output: bool = False) -> None:
+    from swarmd.logs import configure_logging
+
     configure_logging(
         level=settings.log_level,
         log_path=settings.layout.log,
@@ -90,11 +112,11 @@ def root(
 @app.command()
 def run() -> None:
     """Run the daemon in the foreground (systemd's ExecStart)."""
-    from swarmd.daemon.serve import serve
+    from swarmd.cli import commands
 
     settings = settings_or_exit()
     setup_cli_logging(settings, console_output=True)
-    call(lambda: serve(settings, base_env=dict(os.environ)))
+    call(lambda: commands.run_daemon(settings))
 
 
 @app.command()
@@ -165,7 +187,7 @@ def status(
 
         print_json(report)
     else:
-        statusview.print_status(console, report)
+        statusview.print_status(console(), report)
     raise typer.Exit(report["exit_code"])
 
 
@@ -178,6 +200,7 @@ def tickets(
     """List tickets, newest first."""
     from swarmd.cli import commands
     from swarmd.cli.render import print_json, print_tickets
+    from swarmd.models import TicketState
 
     settings = settings_or_exit()
     if state is not None and state not in {s.value for s in TicketState}:
@@ -187,7 +210,7 @@ def tickets(
     if json_output:
         print_json(rows)
     else:
-        print_tickets(console, rows)
+        print_tickets(console(), rows)
 
 
 @app.command()
@@ -204,7 +227,7 @@ def show(
     if json_output:
         print_json(view)
     else:
-        print_ticket(console, view.ticket, view.tasks, view.attempts, view.outputs)
+        print_ticket(console(), view.ticket, view.tasks, view.attempts, view.outputs)
 
 
 @app.command()
@@ -270,24 +293,24 @@ def show_config(json_output: JsonOption = False) -> None:
     if json_output:
         print_json(shown)
     else:
-        print_key_values(console, shown.items())
+        print_key_values(console(), shown.items())
 
 
 @app.command()
 def agents(json_output: JsonOption = False) -> None:
     """The agents tickets may name: built-ins and those in agents.toml."""
+    from swarmd.cli import commands
     from swarmd.cli.render import print_json, print_key_values
 
     settings = settings_or_exit()
     try:
-        registry = load_agent_registry(settings.agents_path)
+        found = commands.list_agents(settings)
     except SwarmdError as exc:
         fail(str(exc), exc.exit_code)
-    found = {name: registry.resolve(name).kind.value for name in registry.names()}
     if json_output:
         print_json(found)
     else:
-        print_key_values(console, found.items())
+        print_key_values(console(), found.items())
 
 
 @app.command("verify-archive")
@@ -295,12 +318,12 @@ def verify_archive(
     path: Annotated[Path, typer.Argument(help="A task or delivery archive.")],
 ) -> None:
     """Check every file of an archive against its manifest."""
-    from swarmd.outputs import verify_archive as check
+    from swarmd.cli import commands
 
     if not path.is_file():
         fail(f"no archive at {path}", 2)
     try:
-        problems = check(path)
+        problems = commands.verify_archive(path)
     except SwarmdError as exc:
         fail(str(exc), 1)
     if problems:
@@ -318,6 +341,7 @@ def doctor(
 ) -> None:
     """Check settings, home, disk, database, agents, providers, the unit and the daemon."""
     from swarmd.cli import doctor as checks
+    from swarmd.config import load_settings
 
     findings = call(
         lambda: checks.diagnose(load_settings, checks.DoctorOptions(providers=providers))
@@ -327,7 +351,7 @@ def doctor(
 
         print_json(findings)
     else:
-        checks.print_findings(console, findings)
+        checks.print_findings(console(), findings)
     raise typer.Exit(checks.exit_code(findings))
 
 
@@ -337,11 +361,11 @@ def backup(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
 ) -> None:
     """Copy the database to PATH, consistently, even while the daemon runs."""
-    from swarmd.store.backup import backup_database
+    from swarmd.cli import commands
 
     settings = settings_or_exit()
     try:
-        result = backup_database(settings.layout.database, path, overwrite=force)
+        result = commands.backup(settings, path, overwrite=force)
     except SwarmdError as exc:
         fail(str(exc), exc.exit_code)
     print(
@@ -355,27 +379,13 @@ def restore(
     path: Annotated[Path, typer.Argument(help="A backup made by swarmd backup.")],
 ) -> None:
     """Put a backup in place of the database; the daemon must be stopped."""
-    from swarmd.home import HomeLock, running_daemon_pid
-    from swarmd.store.backup import restore_database
+    from swarmd.cli import commands
 
     settings = settings_or_exit()
-    pid = running_daemon_pid(settings.layout)
-    if pid is not None:
-        who = f" (pid {pid})" if pid > 0 else ""
-        fail(
-            f"a daemon{who} is running on {settings.home}; stop it first "
-            "(systemctl stop swarmd). Nothing was changed",
-            3,
-        )
-    # Holding the home's lock keeps a daemon from starting while the file is replaced.
-    lock = HomeLock(settings.layout.lock)
     try:
-        lock.acquire()
-        result = restore_database(path, settings.layout.database)
+        result = commands.restore(settings, path)
     except SwarmdError as exc:
         fail(str(exc), exc.exit_code)
-    finally:
-        lock.release()
     print(f"restored {result.check.contents} from {path} into {result.path}")
     if result.moved_aside is not None:
         print(f"the database it replaced is kept as {result.moved_aside}")

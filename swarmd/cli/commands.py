@@ -17,10 +17,11 @@ from typing import Any
 from swarmd.agents.registry import AgentRegistry, load_agent_registry
 from swarmd.cli.progress import ProgressPrinter, exit_code_for, follow_ticket
 from swarmd.config import OFFLINE_MODEL, Settings
-from swarmd.errors import InputError, TicketError
-from swarmd.home import HomeLayout, heartbeat_is_stale, running_daemon_pid
+from swarmd.errors import DaemonRunningError, InputError, TicketError
+from swarmd.home import HomeLayout, HomeLock, heartbeat_is_stale, running_daemon_pid
 from swarmd.models import Attempt, SubmitResult, Task, Ticket, TicketSpec, TicketState
 from swarmd.store import Store
+from swarmd.store.backup import BackupResult, RestoreResult
 from swarmd.store.stats import StoreStats, WindowStats, start_of_day
 from swarmd.tickets import load_ticket_file
 from swarmd.wire.report import UsageTotals
@@ -157,6 +158,52 @@ async def describe_outcome(settings: Settings, ticket_id: int) -> list[str]:
             lines.append(f"  {task.name}: {task.state.value}: {task.last_error}")
     lines.extend(f"{label}: {path}" for label, path in outputs.items())
     return lines
+
+
+async def run_daemon(settings: Settings) -> None:
+    """``swarmd run``: the daemon, in this process, until a signal."""
+    from swarmd.daemon.serve import serve
+
+    await serve(settings, base_env=dict(os.environ))
+
+
+def list_agents(settings: Settings) -> dict[str, str]:
+    """Every agent a ticket may name, with its kind."""
+    registry = load_agent_registry(settings.agents_path)
+    return {name: registry.resolve(name).kind.value for name in registry.names()}
+
+
+def verify_archive(path: Path) -> list[str]:
+    """Every problem of an archive against its manifest (none: it is intact)."""
+    from swarmd.outputs import verify_archive as check
+
+    return check(path)
+
+
+def backup(settings: Settings, path: Path, *, overwrite: bool) -> BackupResult:
+    from swarmd.store.backup import backup_database
+
+    return backup_database(settings.layout.database, path, overwrite=overwrite)
+
+
+def restore(settings: Settings, path: Path) -> RestoreResult:
+    """Put a backup in place of the database; refused while a daemon runs on the home."""
+    from swarmd.store.backup import restore_database
+
+    pid = running_daemon_pid(settings.layout)
+    if pid is not None:
+        who = f" (pid {pid})" if pid > 0 else ""
+        raise DaemonRunningError(
+            f"a daemon{who} is running on {settings.home}; stop it first "
+            "(systemctl stop swarmd). Nothing was changed"
+        )
+    # Holding the home's lock keeps a daemon from starting while the file is replaced.
+    lock = HomeLock(settings.layout.lock)
+    lock.acquire()
+    try:
+        return restore_database(path, settings.layout.database)
+    finally:
+        lock.release()
 
 
 async def list_tickets(settings: Settings, *, state: str | None, limit: int) -> list[Ticket]:
