@@ -283,10 +283,12 @@ def test_sd_notify_ready_watchdog_and_stopping_before_any_worker_is_signalled(
 
     def collect() -> None:
         listener.settimeout(0.2)
-        while not stop_listening.is_set():
+        while True:
             try:
                 data = listener.recv(4096)
             except TimeoutError:
+                if stop_listening.is_set():
+                    return  # and nothing was left queued
                 continue
             received.append((time.time(), data.decode()))
 
@@ -294,15 +296,15 @@ def test_sd_notify_ready_watchdog_and_stopping_before_any_worker_is_signalled(
     thread = threading.Thread(target=collect, daemon=True)
     thread.start()
     record_env_then_wait = (
-        "import json, os, signal, sys, time\n"
+        "import json, os, signal, socket, sys, time\n"
         "json.dump(dict(os.environ), open('env.json', 'w'))\n"
         "def on_term(*_):\n"
-        "    open(sys.argv[1], 'w').write(str(time.time()))\n"
+        "    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "    s.sendto(b'WORKER_TERM', sys.argv[1])\n"
         "    sys.exit(0)\n"
         "signal.signal(signal.SIGTERM, on_term)\n"
         "time.sleep(60)\n"
     )
-    term_file = tmp_path / "term.txt"
     env = {**swarmd_env, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "4000000"}
     daemon = Daemon(env, home).start()
     try:
@@ -312,7 +314,7 @@ def test_sd_notify_ready_watchdog_and_stopping_before_any_worker_is_signalled(
                 {
                     "name": "w",
                     "agent": "command",
-                    "command": [*python_command(record_env_then_wait), str(term_file)],
+                    "command": [*python_command(record_env_then_wait), str(sock_path)],
                 }
             ],
         }
@@ -330,8 +332,11 @@ def test_sd_notify_ready_watchdog_and_stopping_before_any_worker_is_signalled(
 
     messages = [m for _, m in received]
     assert "READY=1" in messages[0]
-    stopping_at = next(at for at, m in received if "STOPPING=1" in m)
-    assert stopping_at <= float(term_file.read_text())
+    # One datagram socket delivers in the order of sending: the daemon's STOPPING=1 must
+    # come before the worker's own report that it got SIGTERM. (Timestamps taken by the
+    # listening thread could not show that order: it may read both in one wake-up.)
+    stopping_at = next(i for i, m in enumerate(messages) if "STOPPING=1" in m)
+    assert stopping_at <= messages.index("WORKER_TERM")
     worker_env = json.loads((workspace / "env.json").read_text())
     assert "NOTIFY_SOCKET" not in worker_env
     assert not [k for k in worker_env if k.startswith("WATCHDOG_")]
