@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -10,30 +10,9 @@ import pytest
 from swarmd.llm.limits import CooldownTable, RateLimiter
 from swarmd.llm.permits import LocalBroker
 from swarmd.llm.providers import Endpoint, ProviderConfig, build_provider_config
+from tests.support.clock import FakeClock
 from tests.support.fake_llm import FakeLLMServer
-
-START = 1_700_000_000.0
-
-
-class FakeTime:
-    """A wall clock that moves only when someone sleeps on it."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(0.0, seconds)
-
-
-@pytest.fixture
-def fake_llm() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        yield server
+from tests.support.llm_keys import ANTHROPIC_KEY, MINIMAX_KEY, OPENAI_KEY
 
 
 @pytest.fixture
@@ -43,18 +22,13 @@ async def http_client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def fake_time() -> FakeTime:
-    return FakeTime()
+def fake_time() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def broker(fake_time: FakeTime) -> LocalBroker:
+def broker(fake_time: FakeClock) -> LocalBroker:
     return LocalBroker(RateLimiter(6000), CooldownTable(), clock=fake_time, sleep=fake_time.sleep)
-
-
-OPENAI_KEY = "sk-test-openai-7c1d5e9f0a2b4c6d"
-ANTHROPIC_KEY = "sk-ant-test-3e8a1b7c9d2f4a6b"
-MINIMAX_KEY = "mm-test-5b2c8d1e7f3a9c4d"
 
 
 @pytest.fixture

@@ -25,8 +25,8 @@ from swarmd.llm.errors import (
 from swarmd.llm.providers import Endpoint, Provider, ProviderConfig
 from swarmd.llm.router import build_providers
 from swarmd.llm.types import ChatRequest, ChatResponse
-from tests.llm.conftest import ANTHROPIC_KEY, MINIMAX_KEY, OPENAI_KEY
 from tests.support.fake_llm import FakeLLMServer, Fault
+from tests.support.llm_keys import ANTHROPIC_KEY, MINIMAX_KEY, OPENAI_KEY
 
 REQUEST = ChatRequest.from_prompt("Write a haiku about queues", system="Be brief.")
 QUICK = httpx.Timeout(5.0)

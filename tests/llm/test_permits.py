@@ -8,15 +8,15 @@ from swarmd.llm.errors import BudgetExceededError, ModelCoolingError
 from swarmd.llm.limits import CooldownTable, RateLimiter
 from swarmd.llm.permits import LocalBroker, raise_refusal, refusal_to_dict
 from swarmd.llm.types import Outcome
-from tests.llm.conftest import FakeTime
+from tests.support.clock import FakeClock
 
 
-def make_broker(fake_time: FakeTime, rpm: int = 2) -> LocalBroker:
+def make_broker(fake_time: FakeClock, rpm: int = 2) -> LocalBroker:
     limiter = RateLimiter(rpm, guard=0.0)
     return LocalBroker(limiter, CooldownTable(), clock=fake_time, sleep=fake_time.sleep)
 
 
-async def test_permit_is_granted_at_once_when_the_limit_allows(fake_time: FakeTime) -> None:
+async def test_permit_is_granted_at_once_when_the_limit_allows(fake_time: FakeClock) -> None:
     broker = make_broker(fake_time)
 
     await broker.acquire("openai/a", deadline=fake_time.now + 60)
@@ -24,7 +24,7 @@ async def test_permit_is_granted_at_once_when_the_limit_allows(fake_time: FakeTi
     assert fake_time.sleeps == []
 
 
-async def test_permit_waits_its_turn_under_the_limit(fake_time: FakeTime) -> None:
+async def test_permit_waits_its_turn_under_the_limit(fake_time: FakeClock) -> None:
     broker = make_broker(fake_time, rpm=2)
     await broker.acquire("openai/a", deadline=fake_time.now + 60)
 
@@ -33,7 +33,7 @@ async def test_permit_waits_its_turn_under_the_limit(fake_time: FakeTime) -> Non
     assert fake_time.sleeps == [30.0]
 
 
-async def test_cooling_model_is_refused_with_its_cooldown_end(fake_time: FakeTime) -> None:
+async def test_cooling_model_is_refused_with_its_cooldown_end(fake_time: FakeClock) -> None:
     broker = make_broker(fake_time)
     broker.cooldowns.cool("openai/a", fake_time.now + 42, "rate_limited")
 
@@ -45,7 +45,7 @@ async def test_cooling_model_is_refused_with_its_cooldown_end(fake_time: FakeTim
 
 
 async def test_permit_past_the_deadline_is_refused_and_reserves_nothing(
-    fake_time: FakeTime,
+    fake_time: FakeClock,
 ) -> None:
     broker = make_broker(fake_time, rpm=2)
     await broker.acquire("openai/a", deadline=fake_time.now + 60)
@@ -57,7 +57,7 @@ async def test_permit_past_the_deadline_is_refused_and_reserves_nothing(
     assert fake_time.sleeps == [30.0]
 
 
-async def test_model_cooled_while_waiting_for_a_permit_is_refused(fake_time: FakeTime) -> None:
+async def test_model_cooled_while_waiting_for_a_permit_is_refused(fake_time: FakeClock) -> None:
     broker = make_broker(fake_time, rpm=2)
     await broker.acquire("openai/a", deadline=fake_time.now + 60)
 
@@ -72,7 +72,7 @@ async def test_model_cooled_while_waiting_for_a_permit_is_refused(fake_time: Fak
         await waiting.acquire("openai/a", deadline=fake_time.now + 60)
 
 
-async def test_providers_do_not_share_a_bucket(fake_time: FakeTime) -> None:
+async def test_providers_do_not_share_a_bucket(fake_time: FakeClock) -> None:
     broker = make_broker(fake_time, rpm=1)
     await broker.acquire("openai/a", deadline=fake_time.now + 60)
 
@@ -82,7 +82,7 @@ async def test_providers_do_not_share_a_bucket(fake_time: FakeTime) -> None:
 
 
 async def test_report_asking_for_a_cooldown_cools_the_model_for_everyone(
-    fake_time: FakeTime,
+    fake_time: FakeClock,
 ) -> None:
     broker = make_broker(fake_time)
     outcome = Outcome(ok=False, status=429, cool_until=fake_time.now + 20, reason="rate_limited")
@@ -114,7 +114,7 @@ def test_a_grant_raises_nothing() -> None:
     raise_refusal({"granted": True})
 
 
-async def test_aliases_can_share_their_providers_bucket(fake_time: FakeTime) -> None:
+async def test_aliases_can_share_their_providers_bucket(fake_time: FakeClock) -> None:
     broker = LocalBroker(
         RateLimiter(1),
         CooldownTable(),

@@ -19,8 +19,8 @@ from swarmd.llm.providers import (
 )
 from swarmd.llm.router import build_providers
 from swarmd.llm.types import ChatRequest, ChatResponse, Message, strip_reasoning
-from tests.llm.conftest import ANTHROPIC_KEY, MINIMAX_KEY, OPENAI_KEY
 from tests.support.fake_llm import FakeLLMServer, Fault
+from tests.support.llm_keys import ANTHROPIC_KEY, MINIMAX_KEY, OPENAI_KEY
 
 REQUEST = ChatRequest(
     messages=(Message("user", "Draft the plan"),),

@@ -17,8 +17,9 @@ from swarmd.llm.permits import LocalBroker
 from swarmd.llm.providers import ProviderConfig
 from swarmd.llm.router import RequestTimeouts, Router
 from swarmd.llm.types import ChatRequest, Outcome
-from tests.llm.conftest import ANTHROPIC_KEY, OPENAI_KEY, FakeTime
+from tests.support.clock import FakeClock
 from tests.support.fake_llm import FakeLLMServer, Fault
+from tests.support.llm_keys import ANTHROPIC_KEY, OPENAI_KEY
 
 REQUEST = ChatRequest.from_prompt("Write the landing page copy")
 BUDGET = 600.0
@@ -29,7 +30,7 @@ def make_router(
     provider_config: ProviderConfig,
     broker: LocalBroker,
     http_client: httpx.AsyncClient,
-    fake_time: FakeTime,
+    fake_time: FakeClock,
 ) -> Any:
     def make(**options: Any) -> Router:
         options.setdefault("rng", random.Random(7))
@@ -45,12 +46,12 @@ def make_router(
     return make
 
 
-def deadline(fake_time: FakeTime, budget: float = BUDGET) -> float:
+def deadline(fake_time: FakeClock, budget: float = BUDGET) -> float:
     return fake_time.now + budget
 
 
 async def test_primary_answers_when_healthy(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     result = await make_router().complete(
         REQUEST, ["openai/a", "anthropic/b"], deadline=deadline(fake_time)
@@ -63,7 +64,7 @@ async def test_primary_answers_when_healthy(
 
 
 async def test_fallback_answers_when_primary_keeps_failing_with_500(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     fake_llm.script("a", default=Fault.http(500))
 
@@ -77,7 +78,7 @@ async def test_fallback_answers_when_primary_keeps_failing_with_500(
 
 
 async def test_retries_of_a_failing_model_back_off_exponentially(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     fake_llm.script("a", default=Fault.http(500))
 
@@ -92,7 +93,7 @@ async def test_retries_of_a_failing_model_back_off_exponentially(
 
 
 async def test_fallback_answers_when_primary_is_overloaded(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     fake_llm.script("a", default=Fault.http(529))
 
@@ -105,7 +106,7 @@ async def test_fallback_answers_when_primary_is_overloaded(
 
 
 async def test_rate_limited_primary_hands_over_to_fallback_at_once(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime, broker: LocalBroker
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock, broker: LocalBroker
 ) -> None:
     fake_llm.script("a", Fault.rate_limited(retry_after=20))
 
@@ -120,7 +121,7 @@ async def test_rate_limited_primary_hands_over_to_fallback_at_once(
 
 
 async def test_rate_limited_primary_is_asked_again_when_its_cooldown_ends(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     fake_llm.script("a", Fault.rate_limited(retry_after=5))
     fake_llm.script("b", default=Fault.http(500))
@@ -135,7 +136,7 @@ async def test_rate_limited_primary_is_asked_again_when_its_cooldown_ends(
 
 
 async def test_without_fallback_on_rate_limit_primary_is_retried_after_its_retry_after(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     fake_llm.script("a", Fault.rate_limited(retry_after=7))
 
@@ -149,7 +150,7 @@ async def test_without_fallback_on_rate_limit_primary_is_retried_after_its_retry
 
 
 async def test_retry_after_is_capped(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     fake_llm.script("a", Fault.rate_limited(retry_after=3600))
 
@@ -161,7 +162,7 @@ async def test_retry_after_is_capped(
 
 
 async def test_retry_after_given_as_http_date_is_honoured(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     when = email.utils.formatdate(fake_time.now + 12, usegmt=True)
     fake_llm.script("a", Fault.rate_limited(retry_after=when))
@@ -174,7 +175,7 @@ async def test_retry_after_given_as_http_date_is_honoured(
 
 
 async def test_every_model_failing_raises_an_error_naming_what_each_answered(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     fake_llm.script("a", default=Fault.http(500, message="boom"))
     fake_llm.script("b", default=Fault.http(529))
@@ -193,7 +194,7 @@ async def test_every_model_failing_raises_an_error_naming_what_each_answered(
 
 
 async def test_model_cooled_by_one_worker_gets_no_request_from_another(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     fake_llm.script("a", default=Fault.insufficient_quota())
     first_worker, second_worker = make_router(), make_router()
@@ -209,7 +210,7 @@ async def test_model_cooled_by_one_worker_gets_no_request_from_another(
 
 
 async def test_all_models_cooling_waits_for_the_earliest_within_the_deadline(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime, broker: LocalBroker
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock, broker: LocalBroker
 ) -> None:
     broker.cooldowns.cool("openai/a", fake_time.now + 30)
     broker.cooldowns.cool("anthropic/b", fake_time.now + 10)
@@ -223,7 +224,7 @@ async def test_all_models_cooling_waits_for_the_earliest_within_the_deadline(
 
 
 async def test_all_models_cooling_past_the_deadline_fails_without_a_request(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime, broker: LocalBroker
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock, broker: LocalBroker
 ) -> None:
     broker.cooldowns.cool("openai/a", fake_time.now + 100, "rate_limited")
     broker.cooldowns.cool("anthropic/b", fake_time.now + 200, "quota_exhausted")
@@ -244,7 +245,7 @@ async def test_all_models_cooling_past_the_deadline_fails_without_a_request(
 
 
 async def test_bad_request_stops_without_trying_the_fallback(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     fake_llm.script("a", Fault.http(400, message="messages: field required"))
 
@@ -261,7 +262,7 @@ async def test_bad_request_stops_without_trying_the_fallback(
 
 
 async def test_minimax_error_inside_http_200_is_retried(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     fake_llm.script("m", Fault.minimax(1000, "unknown error"))
 
@@ -275,7 +276,7 @@ async def test_minimax_error_inside_http_200_is_retried(
     "fault", [Fault.truncated(), Fault.malformed()], ids=["truncated", "malformed"]
 )
 async def test_broken_body_is_retried(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime, fault: Fault
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock, fault: Fault
 ) -> None:
     fake_llm.script("a", fault)
 
@@ -286,7 +287,7 @@ async def test_broken_body_is_retried(
 
 
 async def test_timed_out_request_is_retried(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     fake_llm.script("a", Fault.slow(30.0))
 
@@ -300,7 +301,7 @@ async def test_timed_out_request_is_retried(
 
 
 async def test_whole_request_timeout_bounds_a_trickling_answer(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     fake_llm.script("a", Fault.slow(30.0))
 
@@ -313,7 +314,7 @@ async def test_whole_request_timeout_bounds_a_trickling_answer(
 
 
 async def test_retry_that_would_land_past_the_deadline_gives_up_in_budget(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     fake_llm.script("a", default=Fault.http(500))
 
@@ -328,7 +329,7 @@ async def test_retry_that_would_land_past_the_deadline_gives_up_in_budget(
 
 
 async def test_model_that_exhausts_its_retries_cools_down_for_everybody(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime, broker: LocalBroker
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock, broker: LocalBroker
 ) -> None:
     fake_llm.script("a", default=Fault.http(500))
 
@@ -340,7 +341,7 @@ async def test_model_that_exhausts_its_retries_cools_down_for_everybody(
 
 
 async def test_outcomes_are_reported_to_the_broker(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime, broker: LocalBroker
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock, broker: LocalBroker
 ) -> None:
     fake_llm.script("a", Fault.http(401))
 
@@ -358,7 +359,7 @@ async def test_each_request_waits_for_a_rate_limit_permit(
     provider_config: ProviderConfig,
     http_client: httpx.AsyncClient,
     fake_llm: FakeLLMServer,
-    fake_time: FakeTime,
+    fake_time: FakeClock,
 ) -> None:
     broker = LocalBroker(
         RateLimiter(2, guard=0.0), CooldownTable(), clock=fake_time, sleep=fake_time.sleep
@@ -372,7 +373,7 @@ async def test_each_request_waits_for_a_rate_limit_permit(
 
 
 async def test_api_key_never_appears_in_the_failure_or_its_tries(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime, broker: LocalBroker
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock, broker: LocalBroker
 ) -> None:
     fake_llm.script("a", default=Fault.http(401))
     fake_llm.script("b", default=Fault.http(500, message="key {api_key} looked odd"))
@@ -390,7 +391,7 @@ async def test_api_key_never_appears_in_the_failure_or_its_tries(
 
 
 async def test_cost_comes_from_configured_prices(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     result = await make_router().complete(REQUEST, ["openai/priced"], deadline=deadline(fake_time))
 
@@ -401,7 +402,7 @@ async def test_cost_comes_from_configured_prices(
 
 
 async def test_cost_is_none_without_a_price(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     result = await make_router().complete(REQUEST, ["openai/a"], deadline=deadline(fake_time))
 
@@ -409,7 +410,7 @@ async def test_cost_is_none_without_a_price(
 
 
 async def test_alias_is_served_by_its_provider(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     result = await make_router().complete(
         REQUEST, ["openai-codex/gpt-x"], deadline=deadline(fake_time)
@@ -422,7 +423,7 @@ async def test_alias_is_served_by_its_provider(
 
 
 async def test_unconfigured_provider_is_named_and_skipped(
-    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeTime
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
 ) -> None:
     result = await make_router().complete(
         REQUEST, ["nowhere/m", "openai/a"], deadline=deadline(fake_time)
@@ -434,7 +435,7 @@ async def test_unconfigured_provider_is_named_and_skipped(
 
 
 async def test_echo_model_answers_offline_through_the_router(
-    provider_config: ProviderConfig, broker: LocalBroker, fake_time: FakeTime
+    provider_config: ProviderConfig, broker: LocalBroker, fake_time: FakeClock
 ) -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise AssertionError("the echo model touched the network")
@@ -447,7 +448,7 @@ async def test_echo_model_answers_offline_through_the_router(
     assert result.tries[0].outcome == "ok"
 
 
-async def test_empty_chain_is_refused(make_router: Any, fake_time: FakeTime) -> None:
+async def test_empty_chain_is_refused(make_router: Any, fake_time: FakeClock) -> None:
     with pytest.raises(ProviderError, match="the model chain is empty"):
         await make_router().complete(REQUEST, [], deadline=deadline(fake_time))
 

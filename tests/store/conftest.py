@@ -9,12 +9,7 @@ from pathlib import Path
 import pytest
 
 from swarmd.store import Store
-from tests.store.builders import FakeClock
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 from swarmd.store import Store
 from swarmd.store.database import CHECKPOINT_EVERY, Database, Transaction
-from tests.store.builders import ticket
+from tests.support.builders import ticket
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import pytest
 from swarmd.errors import StaleAttemptError
 from swarmd.models import ExitReason, TaskState
 from swarmd.store import Store
-from tests.store.builders import FakeClock, claim, task, ticket
+from tests.support.builders import claim, task, ticket
+from tests.support.clock import FakeClock
 
 
 async def test_each_claim_gets_a_fresh_token(store: Store) -> None:

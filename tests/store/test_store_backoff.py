@@ -10,7 +10,8 @@ import pytest
 from swarmd.models import ExitReason, TaskState
 from swarmd.store import Store
 from swarmd.store.backoff import retry_delay
-from tests.store.builders import FakeClock, claim, task, ticket
+from tests.support.builders import claim, task, ticket
+from tests.support.clock import FakeClock
 
 
 @pytest.mark.parametrize("seed", range(5))

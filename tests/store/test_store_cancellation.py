@@ -12,7 +12,7 @@ import pytest
 
 from swarmd.models import TaskState
 from swarmd.store import Store
-from tests.store.builders import claim, ticket
+from tests.support.builders import claim, ticket
 
 TASKS_WITHOUT_THEIR_ATTEMPT = """
     SELECT t.id FROM tasks AS t LEFT JOIN attempts AS a

@@ -7,7 +7,7 @@ import pytest
 from swarmd.errors import InvalidTransitionError, NotFoundError, TicketError
 from swarmd.models import ExitReason, TaskState, TicketState
 from swarmd.store import Store
-from tests.store.builders import chain, claim, diamond, states, succeed, task, ticket
+from tests.support.builders import chain, claim, diamond, states, succeed, task, ticket
 
 # -- submit ------------------------------------------------------------------------------
 

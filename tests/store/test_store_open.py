@@ -14,7 +14,8 @@ from swarmd.models import TaskState
 from swarmd.store import Store
 from swarmd.store.database import Transaction
 from swarmd.store.schema import LATEST_VERSION, MIGRATIONS
-from tests.store.builders import FakeClock, ticket
+from tests.support.builders import ticket
+from tests.support.clock import FakeClock
 
 
 def pragma(path: Path, name: str) -> Any:

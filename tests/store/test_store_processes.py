@@ -11,7 +11,7 @@ from pathlib import Path
 from swarmd.models import TicketState
 from swarmd.store import Store
 
-PEER = Path(__file__).with_name("queue_peer.py")
+PEER = Path(__file__).parent.parent / "support" / "queue_peer.py"
 TICKETS = 200
 
 

@@ -7,7 +7,8 @@ import pytest
 from swarmd.errors import NotFoundError
 from swarmd.models import TaskState, TicketState
 from swarmd.store import Store
-from tests.store.builders import FakeClock, claim, succeed, ticket
+from tests.support.builders import claim, succeed, ticket
+from tests.support.clock import FakeClock
 
 
 async def test_list_tickets_is_newest_first_with_task_counts(store: Store) -> None:

@@ -34,7 +34,7 @@ from swarmd.models import (
 )
 from swarmd.store import Store
 from swarmd.store.transitions import derive_ticket_state
-from tests.store.builders import FakeClock
+from tests.support.clock import FakeClock
 
 T = TypeVar("T")
 

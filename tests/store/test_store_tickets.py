@@ -7,7 +7,8 @@ import pytest
 from swarmd.errors import InvalidTransitionError, NotFoundError
 from swarmd.models import ExitReason, TaskState, TicketState
 from swarmd.store import Store
-from tests.store.builders import FakeClock, claim, diamond, states, succeed, task, ticket
+from tests.support.builders import claim, diamond, states, succeed, task, ticket
+from tests.support.clock import FakeClock
 
 
 async def ticket_state(store: Store, ticket_id: int) -> TicketState:

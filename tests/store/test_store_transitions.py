@@ -12,7 +12,8 @@ from swarmd.models import ExitReason, TaskState
 from swarmd.store import Store
 from swarmd.store.database import Database
 from swarmd.store.transitions import TaskRef, check_transition, move_known, move_tasks
-from tests.store.builders import FakeClock, claim, states, succeed, task, ticket
+from tests.support.builders import claim, states, succeed, task, ticket
+from tests.support.clock import FakeClock
 
 S = TaskState
 ALLOWED = {

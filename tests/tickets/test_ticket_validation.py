@@ -1,4 +1,4 @@
-"""Every malformed ticket in tests/bad_tickets/ is refused with one sentence naming the problem."""
+"""Every malformed ticket in tests/tickets/bad_tickets/ is refused with one sentence naming it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from swarmd.errors import InputError, TicketError
 from swarmd.tickets import MAX_PROMPT_BYTES, MAX_TASKS, load_ticket_file, parse_ticket_data
 
-BAD_TICKETS = Path(__file__).parent.parent / "bad_tickets"
+BAD_TICKETS = Path(__file__).parent / "bad_tickets"
 
 EXPECTED = {
     "unknown_task_field.toml": 'task "html": unknown field "promt" (did you mean "prompt"?)',
