@@ -5,11 +5,19 @@ passed in as plain values, and it runs git synchronously (callers use a thread).
 
     runner      git with a fixed environment (hooks off, no user config, fixed identity)
     lock        one flock per repository, across threads and processes
+    repository  open and check a repository; resolve, compare and move refs
+    worktrees   add, list, lock, remove and reconcile task worktrees
+    commits     commit a task's work (deny rules, trailers)
+    denylist    what a task may never commit
+    trailers    the Swarmd-Ticket / Swarmd-Task / Swarmd-Attempt trailers
+    merging     start points and merges into the integration branch, without a checkout
     errors      how an operation failed
 """
 
 from __future__ import annotations
 
+from swarmd.git.commits import TaskCommit, commit_task
+from swarmd.git.denylist import DenyRules
 from swarmd.git.errors import (
     CommitRefusedError,
     GitCommandError,
@@ -22,20 +30,55 @@ from swarmd.git.errors import (
     WorktreeError,
 )
 from swarmd.git.lock import RepoLock
+from swarmd.git.merging import MergeKind, MergeResult, merge_into, merge_trees, start_point
+from swarmd.git.repository import Repository, task_branch
 from swarmd.git.runner import GitResult, GitRunner, Identity
+from swarmd.git.trailers import TaskTrailers, with_trailers
+from swarmd.git.worktrees import (
+    Reconciliation,
+    Removal,
+    Worktree,
+    add_worktree,
+    list_worktrees,
+    lock_worktree,
+    reconcile_worktrees,
+    remove_worktree,
+    unlock_worktree,
+)
 
 __all__ = [
     "CommitRefusedError",
+    "DenyRules",
     "GitCommandError",
     "GitResult",
     "GitRunner",
     "Identity",
     "MergeConflictError",
+    "MergeKind",
     "MergeRaceError",
+    "MergeResult",
     "NotARepositoryError",
+    "Reconciliation",
     "RefusedFile",
+    "Removal",
     "RepoLock",
     "RepoLockTimeoutError",
+    "Repository",
     "TaskBranchError",
+    "TaskCommit",
+    "TaskTrailers",
+    "Worktree",
     "WorktreeError",
+    "add_worktree",
+    "commit_task",
+    "list_worktrees",
+    "lock_worktree",
+    "merge_into",
+    "merge_trees",
+    "reconcile_worktrees",
+    "remove_worktree",
+    "start_point",
+    "task_branch",
+    "unlock_worktree",
+    "with_trailers",
 ]
