@@ -11,12 +11,23 @@ passed in as plain values, and it runs git synchronously (callers use a thread).
     denylist    what a task may never commit
     trailers    the Swarmd-Ticket / Swarmd-Task / Swarmd-Attempt trailers
     merging     start points and merges into the integration branch, without a checkout
+    delivery    bundles, patches, and the commits of each task
+    remotes     push and fetch through the remote's own configuration
+    forges      pull requests on GitHub and Gitea/Forgejo (imported on its own: it needs httpx)
     errors      how an operation failed
 """
 
 from __future__ import annotations
 
 from swarmd.git.commits import TaskCommit, commit_task
+from swarmd.git.delivery import (
+    Bundle,
+    CommitInfo,
+    bundle,
+    commits_between,
+    commits_by_task,
+    format_patches,
+)
 from swarmd.git.denylist import DenyRules
 from swarmd.git.errors import (
     CommitRefusedError,
@@ -31,6 +42,7 @@ from swarmd.git.errors import (
 )
 from swarmd.git.lock import RepoLock
 from swarmd.git.merging import MergeKind, MergeResult, merge_into, merge_trees, start_point
+from swarmd.git.remotes import PushResult, fetch, push
 from swarmd.git.repository import Repository, task_branch
 from swarmd.git.runner import GitResult, GitRunner, Identity
 from swarmd.git.trailers import TaskTrailers, with_trailers
@@ -47,6 +59,8 @@ from swarmd.git.worktrees import (
 )
 
 __all__ = [
+    "Bundle",
+    "CommitInfo",
     "CommitRefusedError",
     "DenyRules",
     "GitCommandError",
@@ -58,6 +72,7 @@ __all__ = [
     "MergeRaceError",
     "MergeResult",
     "NotARepositoryError",
+    "PushResult",
     "Reconciliation",
     "RefusedFile",
     "Removal",
@@ -70,11 +85,17 @@ __all__ = [
     "Worktree",
     "WorktreeError",
     "add_worktree",
+    "bundle",
     "commit_task",
+    "commits_between",
+    "commits_by_task",
+    "fetch",
+    "format_patches",
     "list_worktrees",
     "lock_worktree",
     "merge_into",
     "merge_trees",
+    "push",
     "reconcile_worktrees",
     "remove_worktree",
     "start_point",
