@@ -11,7 +11,6 @@ so a delivery can say which task made which commit, from the history alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from swarmd.errors import GitError
@@ -40,16 +39,6 @@ class TaskTrailers:
             f"{TASK_TRAILER}: {self.task}\n"
             f"{ATTEMPT_TRAILER}: {self.attempt}\n"
         )
-
-    @classmethod
-    def from_mapping(cls, trailers: Mapping[str, str]) -> TaskTrailers | None:
-        """The task trailers among a commit's parsed trailers, or ``None`` when incomplete."""
-        ticket = trailers.get(TICKET_TRAILER)
-        task = trailers.get(TASK_TRAILER)
-        attempt = trailers.get(ATTEMPT_TRAILER, "")
-        if not ticket or not task or not attempt.isdigit():
-            return None
-        return cls(int(ticket) if ticket.isdigit() else ticket, task, int(attempt))
 
 
 def with_trailers(message: str, trailers: TaskTrailers) -> str:
