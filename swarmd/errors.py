@@ -17,7 +17,9 @@ code the CLI returns for it. Adapters translate foreign exceptions (``sqlite3.*`
     ├── ProcessError                 a worker could not be spawned or signalled
     ├── OutputError                  a workspace write or an archive was refused or failed
     │   └── UnsafePathError          a path that is absolute, climbs out, or meets a symlink
-    └── ProviderError                an LLM request failed (see swarmd.llm.errors)
+    ├── ProviderError                an LLM request failed (see swarmd.llm.errors)
+    ├── GitError                     a repository operation failed (see swarmd.git.errors)
+    └── ForgeError                   a forge refused or failed a request (a pull request)
 """
 
 from __future__ import annotations
@@ -85,3 +87,11 @@ class UnsafePathError(OutputError):
 
 class ProviderError(SwarmdError):
     """An LLM provider request failed; ``swarmd.llm.errors`` refines it."""
+
+
+class GitError(SwarmdError):
+    """A repository operation failed; ``swarmd.git.errors`` refines it."""
+
+
+class ForgeError(SwarmdError):
+    """A forge (GitHub, Gitea, Forgejo) refused or failed a request."""
