@@ -1,5 +1,5 @@
 """`python -m swarmd` is the `swarmd` command."""
 
-from swarmd.cli.app import main
+from swarmd.cli import main
 
 main()

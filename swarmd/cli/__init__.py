@@ -11,3 +11,17 @@
 ``app.py`` imports each command's module only inside that command, so ``swarmd --version``
 and ``swarmd --help`` load no settings, logging or asyncio.
 """
+
+import sys
+
+
+def main() -> None:
+    """The ``swarmd`` command. ``swarmd --version`` answers before the app is even built."""
+    if sys.argv[1:] == ["--version"]:
+        from swarmd import __version__
+
+        print(f"swarmd {__version__}")
+        return
+    from swarmd.cli.app import main as run_app
+
+    run_app()
