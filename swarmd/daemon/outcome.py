@@ -36,7 +36,9 @@ def decide_verdict(seen: WorkerExit) -> Verdict:
     """Decide how the attempt ended from the result, the kill reason and the exit."""
     result = seen.result
     details = dict(result.details) if result is not None else {}
-    if result is not None and result.ok and seen.returncode == 0:
+    if result is not None and result.ok:
+        # The worker reported success (its archive is written): that stands, however the
+        # process ended after it: killed with a fork server that died, or past a limit.
         if seen.agent_kind is AgentKind.PLANNER:
             return _planner_verdict(seen.task, details)
         return Verdict(ExitReason.OK, None, details)

@@ -369,27 +369,51 @@ async def _wait_for_exit(
 
 
 def kill_stale_group(identity: ProcessIdentity) -> bool:
-    """SIGKILL the group a dead daemon's worker led, if that very process is still there.
+    """SIGKILL what is left of the group and session a dead daemon's worker led.
 
-    ``True`` when a group was killed. A process that merely reuses the recorded pid has
-    another start time and is never touched. (A group whose leader has been reaped cannot
-    be proved ours and is left alone.)
+    ``True`` when anything was killed. The worker led its own session, so its group and
+    session ids are its pid. Its survivors are found by those ids and their start times,
+    never by the pid alone, and even when the leader itself is gone: a command's background
+    child outlives a worker that exited while the daemon was dead.
+
+    The kernel never hands out a pid that still names a live group or session, so while
+    any survivor remains, no stranger can hold the worker's pid; a process holding it with
+    another start time means the group emptied and the number was reused: nothing is ours.
     """
-    if identity.pid <= 1 or identity.pid in (os.getpid(), os.getpgrp()):
+    if identity.pid <= 1 or identity.pid in (os.getpid(), os.getpgrp(), os.getsid(0)):
         return False  # a corrupt record must never take down init or the daemon itself
-    # A zombie leader still names its group, and its children may live on: kill them too.
-    if not _holds_pid(identity):
+    current = identify(identity.pid)
+    if current is not None and not _same_start(current.create_time, identity.create_time):
         return False
-    try:
-        # The worker led its own session, so its group id is its pid.
-        os.killpg(identity.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return False
-    except PermissionError as exc:
-        raise ProcessError(
-            f"cannot kill the stale process group {identity.pid}: permission denied"
-        ) from exc
-    return True
+    killed = False
+    for survivor in _survivors(identity):
+        try:
+            os.kill(survivor, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+        except PermissionError as exc:
+            raise ProcessError(
+                f"cannot kill process {survivor} of the stale group {identity.pid}: "
+                "permission denied"
+            ) from exc
+        killed = True
+    return killed
+
+
+def _survivors(identity: ProcessIdentity) -> list[int]:
+    """Processes in the group or session ``identity`` led, started no earlier than it."""
+    earliest = identity.create_time - CREATE_TIME_TOLERANCE
+    found = []
+    for process in psutil.process_iter(["create_time"]):
+        try:
+            in_group = os.getpgid(process.pid) == identity.pid
+            in_session = os.getsid(process.pid) == identity.pid
+        except OSError:
+            continue  # it exited while we looked
+        started = process.info["create_time"]
+        if (in_group or in_session) and started is not None and started >= earliest:
+            found.append(process.pid)
+    return found
 
 
 def scrub_environment(

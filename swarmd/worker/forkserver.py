@@ -256,11 +256,9 @@ class Zygote:
 
 
 def _run_worker(channel_fd: int) -> int:
-    import asyncio
+    from swarmd.worker.main import run_worker
 
-    from swarmd.worker.main import serve
-
-    return asyncio.run(serve(channel_fd))
+    return run_worker(channel_fd)
 
 
 def _redirect_output(log_fd: int) -> None:

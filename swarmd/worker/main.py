@@ -23,7 +23,7 @@ from swarmd.wire.agent import AgentKind
 from swarmd.wire.channel import Channel, ChannelClosed, WorkerCalls
 from swarmd.wire.job import Job
 from swarmd.wire.result import AgentResult
-from swarmd.worker.shim import arm_parent_death
+from swarmd.worker.shim import arm_parent_death, kill_rest_of_group
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channel-fd", type=int, required=True)
     args = parser.parse_args(argv)
     arm_parent_death(args.parent)
-    return asyncio.run(serve(args.channel_fd))
+    return run_worker(args.channel_fd)
+
+
+def run_worker(channel_fd: int) -> int:
+    """Serve one job, then take down what is left of this worker's process group."""
+    code = asyncio.run(serve(channel_fd))
+    kill_rest_of_group()
+    return code
 
 
 async def serve(channel_fd: int) -> int:

@@ -24,12 +24,13 @@ down only the worker; its children would be re-parented and live on as orphans. 
 signal is also cleared in every child the worker forks, so only the worker itself can act.
 
 This module is on every worker's start-up path: it imports only ``os``, ``signal``,
-``ctypes`` (and the always-loaded ``sys``) from the standard library, and swarmd's
+``contextlib``, ``ctypes`` (and the always-loaded ``sys``) from the standard library, and swarmd's
 dependency-free error module.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -78,6 +79,47 @@ def arm_parent_death(expected_parent_pid: int) -> None:
     # nothing in that case, because we were already re-parented. Our parent pid tells.
     if os.getppid() != expected_parent_pid:
         _kill_own_group()
+
+
+def kill_rest_of_group(*, rounds: int = 3) -> int:
+    """SIGKILL every other process of the group this process leads; how many were found.
+
+    A worker calls it last, so that it never exits leaving a process of its group behind:
+    a command's background child (``sleep 300 &``) outlives the command, is re-parented to
+    init, and nothing else would kill it if the daemon died before sweeping the group.
+    Members are found in ``/proc`` (no cheaper way lists a group); a member forking while
+    we sweep is caught by the next round.
+    """
+    leader = os.getpid()
+    if os.getpgrp() != leader:
+        return 0  # never sweep a group we do not lead
+    found = 0
+    for _ in range(rounds):
+        members = [pid for pid in _live_group_members(leader) if pid != leader]
+        if not members:
+            break
+        found += len(members)
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+                os.kill(pid, signal.SIGKILL)
+    return found
+
+
+def _live_group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                # The name (field 2) may hold spaces and parentheses: count from the last ")".
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue  # it exited while we looked
+        # fields[0] is the state (field 3 of proc(5)), fields[2] the process group (field 5).
+        if fields[0] != b"Z" and int(fields[2]) == pgid:
+            members.append(int(entry))
+    return members
 
 
 def _kill_own_group(signum: int | None = None, frame: object = None) -> None:

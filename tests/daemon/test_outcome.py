@@ -62,3 +62,28 @@ def test_a_silent_death_names_the_signal(tmp_path: Path) -> None:
 def test_a_worker_lost_with_the_fork_server_is_interrupted_not_failed(tmp_path: Path) -> None:
     verdict = session(tmp_path, returncode=-9, lost_with_spawner=True).verdict()
     assert verdict.reason is ExitReason.INTERRUPTED
+
+
+def test_a_reported_success_stands_when_the_fork_server_dies_before_the_exit(
+    tmp_path: Path,
+) -> None:
+    # The zygote died after the worker sent its result: its exit is reported as SIGKILL.
+    result = {"ok": True, "result": {"archive": {"files": 1}}}
+    seen = session(tmp_path, result=result, returncode=-9, lost_with_spawner=True)
+    assert (seen.verdict().reason, seen.verdict().error) == (ExitReason.OK, None)
+
+
+def test_a_reported_success_stands_when_the_worker_is_killed_after_sending_it(
+    tmp_path: Path,
+) -> None:
+    result = {"ok": True, "result": {}}
+    seen = session(tmp_path, result=result, returncode=-9, kill_reason=ExitReason.TIMEOUT)
+    assert seen.verdict().reason is ExitReason.OK
+
+
+def test_a_worker_lost_with_the_fork_server_after_reporting_a_failure_keeps_the_failure(
+    tmp_path: Path,
+) -> None:
+    result = {"ok": False, "error": "tests failed", "retryable": True}
+    seen = session(tmp_path, result=result, returncode=-9, lost_with_spawner=True)
+    assert (seen.verdict().reason, seen.verdict().error) == (ExitReason.ERROR, "tests failed")

@@ -326,3 +326,34 @@ def test_stale_group_whose_leader_is_a_zombie_is_still_killed(
     assert kill_stale_group(identity) is True
 
     assert poll_until(lambda: not is_alive(child), timeout=PROCESS_TIMEOUT)
+
+
+def test_stale_group_whose_leader_was_reaped_is_still_killed(
+    ready_pipe: ReadyPipe, orphans: OrphanWatch, leaders: SessionLeaders
+) -> None:
+    # The window: a worker sent its result and exited, the daemon died before it swept
+    # the group, and the worker's background child lives on with no leader.
+    leader, child = start_stale_group(leaders, ready_pipe, leader_exits=True)
+    identity = identify(leader.pid)
+    assert identity is not None
+    assert leader.wait(timeout=PROCESS_TIMEOUT) == 0  # reaped: the pid names nobody now
+    assert is_alive(child)
+
+    assert kill_stale_group(identity) is True
+
+    assert poll_until(lambda: not is_alive(child), timeout=PROCESS_TIMEOUT)
+
+
+def test_stale_group_sweep_spares_a_process_older_than_the_recorded_leader(
+    ready_pipe: ReadyPipe, orphans: OrphanWatch, leaders: SessionLeaders
+) -> None:
+    leader, child = start_stale_group(leaders, ready_pipe, leader_exits=True)
+    identity = identify(leader.pid)
+    assert identity is not None
+    assert leader.wait(timeout=PROCESS_TIMEOUT) == 0
+    # Recorded as started after the child: then the child cannot be the worker's.
+    later = ProcessIdentity(identity.pid, identity.create_time + 3600)
+
+    assert kill_stale_group(later) is False
+
+    assert is_alive(child)

@@ -210,3 +210,39 @@ def test_shim_imports_only_what_a_worker_can_afford() -> None:
 def test_prctl_reports_a_refused_option() -> None:
     with pytest.raises(OSError):
         shim.prctl(-1, 0)
+
+
+LEAVE_A_BACKGROUND_CHILD = """
+import subprocess, sys
+from swarmd.worker.shim import kill_rest_of_group
+fd = int(sys.argv[1])
+subprocess.run(["sh", "-c", f"sleep 300 & echo $! > /dev/fd/{fd}"], pass_fds=(fd,), check=True)
+print(kill_rest_of_group(), flush=True)
+"""
+
+
+def test_a_worker_leaves_no_process_of_its_group_behind_when_it_exits(
+    ready_pipe: ReadyPipe, orphans: OrphanWatch, leaders: SessionLeaders
+) -> None:
+    fd = ready_pipe.write_fd
+    worker = leaders.start(
+        [sys.executable, "-c", LEAVE_A_BACKGROUND_CHILD, str(fd)],
+        pass_fds=(fd,),
+        stdout=subprocess.PIPE,
+    )
+    background = int(ready_pipe.read_line())
+    out, _ = worker.communicate(timeout=PROCESS_TIMEOUT)
+
+    assert worker.returncode == 0
+    assert out.strip() == b"1"  # the background sleep, found and killed
+    assert orphans.wait_for_none(timeout=2.0) == []
+    assert not is_alive(background)
+
+
+def test_sweeping_a_group_this_process_does_not_lead_does_nothing() -> None:
+    # A child that stays in the test's process group must never sweep that group.
+    code = "from swarmd.worker.shim import kill_rest_of_group; print(kill_rest_of_group())"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, timeout=PROCESS_TIMEOUT, check=True
+    )
+    assert result.stdout.strip() == b"0"
