@@ -12,32 +12,78 @@ import asyncio
 from swarmd.errors import SwarmdError
 from swarmd.home import HomeLayout
 from swarmd.logs import get_logger
-from swarmd.models import TaskState, TicketState
-from swarmd.outputs import TaskArchiveRef, write_delivery_archive
+from swarmd.models import Task, TaskState, TicketState
+from swarmd.outputs import (
+    TaskArchiveRef,
+    verify_archive,
+    write_delivery_archive,
+    write_task_archive,
+)
 from swarmd.store import Store
 
 log = get_logger("swarmd.daemon.delivery_queue")
 
 
 class DeliveryQueue:
-    def __init__(self, store: Store, layout: HomeLayout) -> None:
+    """Delivery archives, built off the loop, once per finish of a ticket.
+
+    ``schedule()`` is called as a ticket finishes; ``reconcile()`` finds finished tickets
+    whose delivery was never written (the daemon died in between, or the ticket finished
+    in another process: a cancel from the command line) and schedules them. A delivery is
+    recorded in the store once written, so a crash at any point leads to one more build,
+    never to none.
+    """
+
+    def __init__(self, store: Store, layout: HomeLayout, *, only_ticket: int | None = None) -> None:
         self._store = store
         self._layout = layout
+        self._only_ticket = only_ticket
         self._running: set[asyncio.Task[None]] = set()
+        self._in_flight: set[int] = set()
+        self._failed: set[int] = set()  # not tried again until the next start-up
 
-    def schedule(self, ticket_id: int, state: TicketState) -> None:
-        task = asyncio.create_task(self.deliver(ticket_id, state), name=f"delivery-{ticket_id}")
+    def schedule(self, ticket_id: int, state: TicketState, *, check_tasks: bool = False) -> None:
+        if ticket_id in self._in_flight:
+            return
+        self._in_flight.add(ticket_id)
+        task = asyncio.create_task(
+            self.deliver(ticket_id, state, check_tasks=check_tasks), name=f"delivery-{ticket_id}"
+        )
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+        task.add_done_callback(lambda _: self._in_flight.discard(ticket_id))
 
-    async def deliver(self, ticket_id: int, state: TicketState) -> None:
-        """Write ``outputs/<ticket>/delivery.tar.gz``; a failure is logged, never raised."""
+    async def reconcile(self) -> int:
+        """Schedule every finished ticket that has no delivery yet; how many were found."""
+        found = 0
+        for ticket_id in await self._store.undelivered_tickets():
+            if ticket_id in self._in_flight or ticket_id in self._failed:
+                continue
+            if self._only_ticket is not None and ticket_id != self._only_ticket:
+                continue
+            ticket = await self._store.get_ticket(ticket_id)
+            if ticket.state.is_terminal:
+                log.info("delivery_missing", ticket=ticket_id, state=ticket.state.value)
+                self.schedule(ticket_id, ticket.state, check_tasks=True)
+                found += 1
+        return found
+
+    async def deliver(
+        self, ticket_id: int, state: TicketState, *, check_tasks: bool = False
+    ) -> None:
+        """Write ``outputs/<ticket>/delivery.tar.gz``; a failure is logged, never raised.
+
+        With ``check_tasks``, a succeeded task's archive that is missing or fails its
+        manifest is first built again from the task's workspace, when that is still there.
+        """
         try:
             ticket = await self._store.get_ticket(ticket_id)
             tasks = await self._store.list_tasks(ticket_id)
             refs = []
             for task in tasks:
                 archive = self._layout.task_archive(ticket_id, task.name)
+                if check_tasks and task.state is TaskState.SUCCEEDED:
+                    await self._repair_task_archive(ticket_id, task)
                 delivered = task.state is TaskState.SUCCEEDED and archive.exists()
                 refs.append(
                     TaskArchiveRef(
@@ -54,7 +100,9 @@ class DeliveryQueue:
                 refs,
                 ticket={"id": ticket.id, "title": ticket.title, "state": state.value},
             )
+            await self._store.mark_delivered(ticket_id, state)
         except (SwarmdError, OSError) as exc:
+            self._failed.add(ticket_id)
             log.error("delivery_failed", ticket=ticket_id, error=str(exc))
             return
         log.info(
@@ -64,6 +112,32 @@ class DeliveryQueue:
             files=info.file_count,
             bytes=info.total_bytes,
         )
+
+    async def _repair_task_archive(self, ticket_id: int, task: Task) -> None:
+        archive = self._layout.task_archive(ticket_id, task.name)
+        if archive.exists():
+            try:
+                problems = await asyncio.to_thread(verify_archive, archive)
+            except SwarmdError as exc:
+                problems = [str(exc)]
+            if not problems:
+                return
+        workspace = self._layout.workspace(ticket_id, task.name)
+        if not workspace.is_dir():
+            log.warning("task_archive_lost", ticket=ticket_id, task=task.name)
+            return
+        attempts = await self._store.list_attempts(task.id)
+        last = attempts[-1] if attempts else None
+        manifest = {
+            "ticket": ticket_id,
+            "task": task.name,
+            "agent": task.agent,
+            "attempt": last.number if last else None,
+            "started_at": last.started_at if last else None,
+            "rebuilt": True,
+        }
+        await asyncio.to_thread(write_task_archive, workspace, archive, manifest=manifest)
+        log.warning("task_archive_rebuilt", ticket=ticket_id, task=task.name)
 
     async def drain(self) -> None:
         await asyncio.gather(*self._running, return_exceptions=True)

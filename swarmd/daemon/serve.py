@@ -75,6 +75,9 @@ class DaemonHooks:
             pid=os.getpid(), started_at=self._started_at, version=__version__, status=status
         )
         self._notifier.watchdog()
+        # A ticket finished by another process (a cancel from the command line) or left
+        # undelivered by a daemon that died is delivered here.
+        await self._deliveries.reconcile()
 
     async def ticket_finished(self, ticket_id: int, state: TicketState) -> None:
         self._deliveries.schedule(ticket_id, state)
@@ -140,7 +143,7 @@ async def _serve_locked(
     permits = PermitService(
         settings.api_rate_limit_rpm, limit_key=provider_config(settings).provider_name
     )
-    deliveries = DeliveryQueue(store, layout)
+    deliveries = DeliveryQueue(store, layout, only_ticket=only_ticket)
     notifier = SystemdNotifier(base_env.get("NOTIFY_SOCKET"))
     spawner = worker_spawner(settings, base_env)
     launcher = WorkerLauncher(
@@ -198,6 +201,7 @@ async def _serve_locked(
         # The fork server is closed (and awaited) only once the supervisor has stopped and
         # awaited every worker.
         async with serving(spawner), metrics_exporter(settings, store, gate_holds, stop):
+            await deliveries.reconcile()
             await supervisor.run()
             await deliveries.drain()
     finally:

@@ -188,7 +188,19 @@ TASK_COUNTS_OF_TICKETS = """
     GROUP BY ticket_id, state
 """
 
-SET_TICKET_STATE = "UPDATE tickets SET state = ?, finished_at = ? WHERE id = ?"
+# Any change of a ticket's state voids its delivery: a retried ticket is delivered anew.
+SET_TICKET_STATE = "UPDATE tickets SET state = ?, finished_at = ?, delivered_at = NULL WHERE id = ?"
+
+UNDELIVERED_TICKETS = """
+    SELECT id FROM tickets WHERE finished_at IS NOT NULL AND delivered_at IS NULL ORDER BY id
+"""
+
+# Only the finish it was built for: a ticket retried meanwhile stays undelivered.
+MARK_DELIVERED = """
+    UPDATE tickets SET delivered_at = ?
+    WHERE id = ? AND finished_at IS NOT NULL AND state = ?
+    RETURNING id
+"""
 
 # -- reading ------------------------------------------------------------------------------
 

@@ -144,6 +144,11 @@ class StoreReads:
         rows = await self._db.read(lambda txn: txn.fetch(sql, params))
         return [event_from_row(row) for row in rows]
 
+    async def undelivered_tickets(self) -> list[int]:
+        """Finished tickets whose delivery has not been written since they finished."""
+        rows = await self._db.read(lambda txn: txn.fetch(queries.UNDELIVERED_TICKETS))
+        return [int(row[0]) for row in rows]
+
     async def read_heartbeat(self) -> dict[str, Any] | None:
         """The daemon's last heartbeat, or None when no daemon has written one."""
         row = await self._db.read(lambda txn: txn.fetch_one(queries.READ_HEARTBEAT), inline=True)

@@ -146,6 +146,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # `swarmd run-ticket` claims within one ticket: (ticket_id, 'ready') then priority.
         "CREATE INDEX tasks_by_ticket ON tasks (ticket_id, state, priority DESC, id)",
     ),
+    # 3: when a finished ticket's delivery was written. A ticket that finished with none is
+    # found at start-up (a daemon that died in between) and delivered then. Tickets that
+    # finished before this version are taken as delivered: their daemon delivered them.
+    (
+        "ALTER TABLE tickets ADD COLUMN delivered_at REAL",
+        "UPDATE tickets SET delivered_at = finished_at WHERE finished_at IS NOT NULL",
+        """
+        CREATE INDEX tickets_undelivered ON tickets (id)
+        WHERE finished_at IS NOT NULL AND delivered_at IS NULL
+        """,
+    ),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

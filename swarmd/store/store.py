@@ -366,6 +366,17 @@ class Store(TicketWrites):
             queries.INSERT_EVENT, (self._clock(), ticket_id, task_id, kind, json.dumps(detail))
         )
 
+    async def mark_delivered(self, ticket_id: int, state: TicketState) -> bool:
+        """Record that the delivery of ``ticket_id``, finished in ``state``, is written.
+
+        False when the ticket has meanwhile left that state (a retry): it is delivered again
+        when it finishes again.
+        """
+        changed = await self._db.write_one(
+            queries.MARK_DELIVERED, (self._clock(), ticket_id, state.value)
+        )
+        return bool(changed)
+
     async def write_heartbeat(
         self, *, pid: int, started_at: float, version: str, status: dict[str, Any]
     ) -> None:
