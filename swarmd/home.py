@@ -63,6 +63,17 @@ class HomeLayout:
     def delivery_archive(self, ticket_id: int) -> Path:
         return self.root / "outputs" / str(ticket_id) / "delivery.tar.gz"
 
+    def highest_ticket_id_on_disk(self) -> int:
+        """The highest ticket id that names a folder of workspaces, outputs or attempt logs."""
+        highest = 0
+        for folder in (self.root / "work", self.root / "outputs", self.root / "logs" / "attempts"):
+            try:
+                names = [entry.name for entry in os.scandir(folder) if entry.is_dir()]
+            except OSError:
+                continue
+            highest = max([highest, *(int(name) for name in names if name.isdigit())])
+        return highest
+
 
 class HomeLock:
     """An exclusive ``flock`` on ``swarmd.lock``: released by the kernel if we die."""

@@ -201,7 +201,11 @@ def restore(settings: Settings, path: Path) -> RestoreResult:
     lock = HomeLock(settings.layout.lock)
     lock.acquire()
     try:
-        return restore_database(path, settings.layout.database)
+        return restore_database(
+            path,
+            settings.layout.database,
+            id_floor=settings.layout.highest_ticket_id_on_disk(),
+        )
     finally:
         lock.release()
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from swarmd.errors import InputError, StoreError
-from swarmd.store.database import BUSY_TIMEOUT_MS
+from swarmd.store import queries
+from swarmd.store.database import BUSY_TIMEOUT_MS, migrate
 from swarmd.store.schema import LATEST_VERSION
 
 _SIDE_FILES = ("-wal", "-shm", "-journal")
@@ -182,10 +183,14 @@ def backup_database(db_path: Path, dest: Path, *, overwrite: bool = False) -> Ba
     return BackupResult(dest, check.size_bytes, time.monotonic() - began, check)
 
 
-def restore_database(backup: Path, db_path: Path) -> RestoreResult:
+def restore_database(backup: Path, db_path: Path, *, id_floor: int = 0) -> RestoreResult:
     """Put the database ``backup`` in place of ``db_path``; the caller holds the home's lock.
 
     The backup is checked first, and copied beside ``db_path`` before anything is moved.
+    The copy is migrated to the current schema, and its next ticket id raised past
+    ``id_floor`` (the highest id the home's files name) and past every id the replaced
+    database gave: a ticket submitted after a restore never takes the id, and so the logs
+    and archives, of one submitted after the backup was made.
     The current database, if any, is renamed to ``<name>.before-restore-<UTC time>`` with
     its write-ahead log (renamed alike, so the pair still opens); the stale shared-memory
     index is removed.
@@ -204,6 +209,7 @@ def restore_database(backup: Path, db_path: Path) -> RestoreResult:
     staged = _staging_path(db_path)
     try:
         _copy_database(backup, staged)
+        _raise_ticket_ids(staged, max(id_floor, _highest_ticket_id(db_path)))
         _match_owner_and_mode(staged, db_path)
         aside = _move_aside(db_path)
         try:
@@ -222,6 +228,35 @@ def restore_database(backup: Path, db_path: Path) -> RestoreResult:
     finally:
         _remove_quietly(staged)
     return RestoreResult(db_path, aside, before)
+
+
+def _highest_ticket_id(db_path: Path) -> int:
+    """The highest ticket id a database gave (0 if there is none, or it cannot be read)."""
+    if not db_path.exists():
+        return 0
+    try:
+        conn = _connect_readonly(db_path)
+    except sqlite3.Error:
+        return 0
+    try:
+        row = conn.execute(queries.HIGHEST_TICKET_ID).fetchone()
+    except sqlite3.Error:  # a schema before the counter, or no tickets table at all
+        try:
+            row = conn.execute("SELECT COALESCE(MAX(id), 0) FROM tickets").fetchone()
+        except sqlite3.Error:
+            return 0
+    finally:
+        conn.close()
+    return int(row[0] or 0)
+
+
+def _raise_ticket_ids(path: Path, floor: int) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        migrate(conn, path)
+        conn.execute(queries.RAISE_TICKET_ID_FLOOR, (floor,))
+    finally:
+        conn.close()
 
 
 def _copy_into_place(source: Path, dest: Path) -> DatabaseCheck:

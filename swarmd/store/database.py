@@ -305,7 +305,7 @@ def _open_connections(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connectio
     try:
         worker = _connect(path, busy_timeout_ms=BUSY_TIMEOUT_MS, opened=opened)
         _enable_wal(worker)
-        _migrate(worker, path)
+        migrate(worker, path)
         inline = _connect(path, busy_timeout_ms=0, opened=opened)
         # Checkpoints sync the file to disk: they run on the store's thread, not inline.
         inline.execute("PRAGMA wal_autocheckpoint = 0")
@@ -390,7 +390,7 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
         time.sleep(0.01)
 
 
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+def migrate(conn: sqlite3.Connection, path: Path) -> None:
     """Bring the schema up to ``LATEST_VERSION``; refuse a file from a newer swarmd."""
     version = _user_version(conn)
     _check_known_version(path, version)

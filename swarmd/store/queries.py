@@ -52,9 +52,24 @@ WHERE_RETRY_DUE = "state = 'failed' AND retry_at <= ?"
 
 TICKET_ID_BY_KEY = "SELECT id FROM tickets WHERE key = ?"
 
+NEXT_TICKET_ID = """
+    UPDATE counters SET value = MAX(value, (SELECT COALESCE(MAX(id), 0) FROM tickets)) + 1
+    WHERE name = 'ticket_id'
+    RETURNING value
+"""
+
+RAISE_TICKET_ID_FLOOR = "UPDATE counters SET value = MAX(value, ?) WHERE name = 'ticket_id'"
+
+HIGHEST_TICKET_ID = """
+    SELECT MAX(COALESCE((SELECT value FROM counters WHERE name = 'ticket_id'), 0),
+               COALESCE((SELECT MAX(id) FROM tickets), 0))
+"""
+
 INSERT_TICKET = """
-    INSERT INTO tickets (title, state, priority, key, agent, plan, prompt, model, spec, created_at)
-    VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO tickets (
+        id, title, state, priority, key, agent, plan, prompt, model, spec, created_at
+    )
+    VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)
     RETURNING id
 """
 

@@ -149,7 +149,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 3: when a finished ticket's delivery was written. A ticket that finished with none is
     # found at start-up (a daemon that died in between) and delivered then. Tickets that
     # finished before this version are taken as delivered: their daemon delivered them.
+    # And the highest ticket id ever given, so that no id is given twice: not after its
+    # ticket's row is deleted, nor after a restored backup (which raises it past the ids
+    # the home's files name).
     (
+        "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+        "INSERT INTO counters (name, value) SELECT 'ticket_id', COALESCE(MAX(id), 0) FROM tickets",
         "ALTER TABLE tickets ADD COLUMN delivered_at REAL",
         "UPDATE tickets SET delivered_at = finished_at WHERE finished_at IS NOT NULL",
         """

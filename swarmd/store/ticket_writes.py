@@ -73,9 +73,12 @@ class TicketWrites(StoreReads):
                 existing = txn.fetch_one(queries.TICKET_ID_BY_KEY, (key,))
                 if existing is not None:
                     return SubmitResult(ticket_id=existing["id"], created=False)
+            next_id = txn.fetch_one(queries.NEXT_TICKET_ID)
+            assert next_id is not None  # migration 3 made the counter
             row = txn.fetch_one(
                 queries.INSERT_TICKET,
                 (
+                    next_id[0],
                     spec.title,
                     priority,
                     key,

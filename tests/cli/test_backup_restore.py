@@ -218,3 +218,56 @@ def test_restored_database_keeps_the_mode_of_the_one_it_replaces(tmp_path: Path)
     restore_database(backup, db)
 
     assert stat.S_IMODE(db.stat().st_mode) == 0o640
+
+
+def test_tickets_submitted_after_a_restore_never_take_an_id_or_a_file_of_a_later_one(
+    tmp_path: Path, swarmd_env: dict[str, str], home: Path
+) -> None:
+    ticket = tmp_path / "t.json"
+    ticket.write_text('{"title": "t", "agent": "echo", "prompt": "hello"}')
+
+    def run_one() -> int:
+        result = swarmd("run-ticket", str(ticket), "--wait", env=swarmd_env)
+        assert result.returncode == 0, result.stderr
+        return int(result.stdout.split()[1])  # "ticket N succeeded: ..."
+
+    first = run_one()
+    backup = tmp_path / "backup.db"
+    assert swarmd("backup", str(backup), env=swarmd_env).returncode == 0
+    later = [run_one(), run_one()]
+    later_log = home / "logs" / "attempts" / str(later[-1]) / "main.1.log"
+    kept = later_log.read_bytes()
+
+    restored = swarmd("restore", str(backup), env=swarmd_env)
+    assert restored.returncode == 0, restored.stderr
+    after_restore = run_one()
+
+    assert (first, later) == (1, [2, 3])
+    assert after_restore == 4
+    assert later_log.read_bytes() == kept
+
+
+def test_restoring_a_backup_from_before_the_id_counter_still_skips_the_replaced_ids(
+    tmp_path: Path,
+) -> None:
+    db_path = tmp_path / "home" / "swarmd.db"
+
+    async def fill(path: Path, count: int) -> None:
+        async with await Store.open(path) as store:
+            for i in range(count):
+                spec = TicketSpec(title=f"t{i}", tasks=(TaskSpec(name="a", prompt="p"),))
+                await store.submit_ticket(spec)
+
+    asyncio.run(fill(db_path, 1))
+    backup = tmp_path / "backup.db"
+    backup_database(db_path, backup)
+    asyncio.run(fill(db_path, 4))  # ids 2..5, then lost with the restore
+
+    restore_database(backup, db_path, id_floor=0)
+
+    async def next_id() -> int:
+        async with await Store.open(db_path) as store:
+            spec = TicketSpec(title="new", tasks=(TaskSpec(name="a", prompt="p"),))
+            return (await store.submit_ticket(spec)).ticket_id
+
+    assert asyncio.run(next_id()) == 6
