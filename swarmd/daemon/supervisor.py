@@ -40,6 +40,8 @@ from swarmd.store import Store
 
 log = get_logger("swarmd.daemon.supervisor")
 
+_NOT_FAILURES = frozenset({ExitReason.OK, ExitReason.INTERRUPTED, ExitReason.CANCELLED})
+
 
 @dataclass(frozen=True, slots=True)
 class SupervisorConfig:
@@ -310,7 +312,9 @@ class Supervisor:
 
     async def _close_attempt(self, session: WorkerSession, verdict: Verdict) -> None:
         details = verdict.details
-        log.info(
+        # A failed attempt is worth a look (`swarmd logs --level warning`); the rest is news.
+        emit = log.info if verdict.reason in _NOT_FAILURES else log.warning
+        emit(
             "attempt_finished",
             task=session.ref,
             attempt=session.attempt,
@@ -359,6 +363,8 @@ class Supervisor:
 
     async def _after_outcome(self, outcome: TaskOutcome) -> None:
         task = outcome.task
+        if task.state is TaskState.DEAD:
+            log.warning("task_dead", task=task.ref, error=task.last_error)
         retry_at = task.retry_at if task.state is TaskState.FAILED else None
         if retry_at is not None and (self._next_retry_at is None or retry_at < self._next_retry_at):
             self._next_retry_at = retry_at
