@@ -73,6 +73,8 @@ INSERT_TICKET = """
     RETURNING id
 """
 
+INSERT_REPO_TICKET = "INSERT INTO repo_tickets (ticket_id, binding) VALUES (?, ?)"
+
 INSERT_TASK = """
     INSERT INTO tasks (ticket_id, name, state, agent, prompt, command, needs, priority,
                        max_attempts, timeout_seconds, model, checks, pending_needs, created_at)

@@ -155,6 +155,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
         "INSERT INTO counters (name, value) SELECT 'ticket_id', COALESCE(MAX(id), 0) FROM tickets",
+        # Tickets that work on a repository: which one, from which pinned commit, delivered
+        # how; and each task's result commit, recorded before it is merged so that a daemon
+        # that dies between the two completes the merge instead of losing the commit.
+        """
+        CREATE TABLE repo_tickets (
+            ticket_id    INTEGER PRIMARY KEY REFERENCES tickets (id) ON DELETE CASCADE,
+            binding      TEXT    NOT NULL,
+            head_commit  TEXT,
+            pull_request TEXT
+        )
+        """,
+        """
+        CREATE TABLE task_commits (
+            task_id    INTEGER PRIMARY KEY REFERENCES tasks (id) ON DELETE CASCADE,
+            attempt_id INTEGER NOT NULL,
+            commit_id  TEXT    NOT NULL,
+            merged     INTEGER NOT NULL DEFAULT 0
+        )
+        """,
         "ALTER TABLE tickets ADD COLUMN delivered_at REAL",
         "UPDATE tickets SET delivered_at = finished_at WHERE finished_at IS NOT NULL",
         """

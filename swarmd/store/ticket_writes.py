@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from swarmd.errors import InvalidTransitionError, NotFoundError, TicketError
 from swarmd.models import (
@@ -55,8 +56,12 @@ class TicketWrites(StoreReads):
         priority: int | None = None,
         key: str | None = None,
         default_max_attempts: int = 3,
+        repo: Mapping[str, Any] | None = None,
     ) -> SubmitResult:
         """Write a ticket and its tasks in one transaction.
+
+        ``repo`` binds a ticket to a repository (``swarmd.daemon.repos.RepoBinding``'s dict):
+        kept with it, in the same transaction.
 
         With an idempotency key (``key`` or ``spec.key``) that an existing ticket already
         has, nothing is written and that ticket's id comes back with ``created=False``.
@@ -92,6 +97,8 @@ class TicketWrites(StoreReads):
             )
             assert row is not None  # INSERT ... RETURNING always yields the new row
             ticket_id: int = row["id"]
+            if repo is not None:
+                txn.execute(queries.INSERT_REPO_TICKET, (ticket_id, dump_json(dict(repo))))
             self._insert_tasks(
                 txn,
                 ticket_id,
