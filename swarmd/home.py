@@ -7,6 +7,7 @@
     logs/forkserver.log                      the fork server's own output
     logs/attempts/<ticket>/<task>.<n>.log    each attempt's stdout and stderr
     work/<ticket>/<task>/                    a task's workspace (its worker's cwd)
+    worktrees/<ticket>/<task>/               a repository task's git worktree (its cwd)
     outputs/<ticket>/<task>.tar.gz           a task's archive
     outputs/<ticket>/delivery.tar.gz         the ticket's delivery
 
@@ -56,6 +57,10 @@ class HomeLayout:
 
     def workspace(self, ticket_id: int, task: str) -> Path:
         return self.root / "work" / str(ticket_id) / task
+
+    def worktree(self, ticket_id: int, task: str) -> Path:
+        """A repository ticket's task works here: a git worktree, outside the repository."""
+        return self.root / "worktrees" / str(ticket_id) / task
 
     def task_archive(self, ticket_id: int, task: str) -> Path:
         return self.root / "outputs" / str(ticket_id) / f"{task}.tar.gz"
