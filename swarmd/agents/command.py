@@ -154,7 +154,11 @@ async def wait_or_stop(proc: asyncio.subprocess.Process) -> int:
     except asyncio.CancelledError:
         # The worker is stopping: pass SIGTERM on and give the command its exit.
         if proc.returncode is None:
-            os.kill(proc.pid, signal.SIGTERM)
+            # asyncio's child watcher may have reaped it already (the daemon signals the
+            # whole group, so it often dies of the same SIGTERM) without having told the
+            # loop yet: the pid is then gone, which is what this SIGTERM wanted anyway.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
         await proc.wait()
         raise
 
