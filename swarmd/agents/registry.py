@@ -3,26 +3,31 @@
 ```toml
 [agents.claude]
 kind = "command"
-command = ["claude", "-p", "{prompt}"]
-env = ["ANTHROPIC_API_KEY"]        # secrets this command may see; all others are scrubbed
+command = ["claude", "-p", "{prompt}", "--output-format", "json"]
+env = ["ANTHROPIC_API_KEY"]        # variables this command may see beyond its base environment
 timeout_seconds = 1800
+usage = "claude-json"              # read model, tokens and cost (and the answer) from stdout
+reply = "files"                    # write the answer's <file path=...> blocks into the workspace
 
 [agents.writer]
 kind = "llm"
 system_prompt = "You are a careful technical writer."
 model = ["anthropic/claude-sonnet-4-5", "openai/gpt-4.1-mini"]
 ```
+
+The daemon reads it through ``swarmd.agents.registry_file``, which re-reads it when it changes.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from swarmd.errors import ConfigError, TicketError
-from swarmd.wire.agent import AgentDef, AgentKind
+from swarmd.wire.agent import AgentDef, AgentKind, ReplyMode, UsageFormat
 
 PLANNER_SYSTEM_PROMPT = """\
 You plan software and writing work for a swarm of agents. Answer with one JSON object and
@@ -54,7 +59,21 @@ _ALLOWED_KEYS = {
     "env",
     "timeout_seconds",
     "max_tokens",
+    "reply",
+    "usage",
 }
+_COMMAND_ONLY_KEYS = ("reply", "usage")
+
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+NEVER_GRANTED_PREFIXES = ("NOTIFY_SOCKET", "WATCHDOG_")
+"""Variables no agent may be granted: with them a command could speak to systemd for the
+daemon (readiness, stopping, the watchdog)."""
+
+
+class AgentLookup(Protocol):
+    """What the daemon's side needs of a registry: one agent by name."""
+
+    def resolve(self, name: str) -> AgentDef: ...
 
 
 class AgentRegistry:
@@ -119,20 +138,58 @@ def _parse_agent(path: Path, name: str, body: Any) -> AgentDef:
         isinstance(model, list) and all(isinstance(m, str) and "/" in m for m in model)
     ):
         raise ConfigError(f"{where}: model must be provider/model or a list of them")
-    env = body.get("env", [])
-    if not (isinstance(env, list) and all(isinstance(e, str) for e in env)):
-        raise ConfigError(f"{where}: env must be a list of variable names")
     timeout = body.get("timeout_seconds")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)):
         raise ConfigError(f"{where}: timeout_seconds must be a number")
+    max_tokens = body.get("max_tokens", 4096)
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ConfigError(f"{where}: max_tokens must be a positive whole number")
+    system_prompt = body.get("system_prompt")
+    if system_prompt is not None and not isinstance(system_prompt, str):
+        raise ConfigError(f"{where}: system_prompt must be a string")
+    reply, usage = _parse_command_output(where, kind, body)
     return AgentDef(
         name=name,
         kind=kind,
         command=tuple(command) if command else None,
-        system_prompt=body.get("system_prompt")
-        or (LLM_SYSTEM_PROMPT if kind is AgentKind.LLM else None),
+        system_prompt=system_prompt or (LLM_SYSTEM_PROMPT if kind is AgentKind.LLM else None),
         model=tuple(model) if model else None,
-        env=tuple(env),
+        env=_parse_env(where, body.get("env", [])),
         timeout_seconds=float(timeout) if timeout is not None else None,
-        max_tokens=int(body.get("max_tokens", 4096)),
+        max_tokens=max_tokens,
+        reply=reply,
+        usage=usage,
     )
+
+
+def _parse_env(where: str, env: Any) -> tuple[str, ...]:
+    if not (isinstance(env, list) and all(isinstance(e, str) for e in env)):
+        raise ConfigError(f"{where}: env must be a list of variable names")
+    for name in env:
+        if not _VARIABLE_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: env entry {name!r} is not a variable name")
+        if name.startswith(NEVER_GRANTED_PREFIXES):
+            raise ConfigError(
+                f"{where}: env may not grant {name!r}, systemd's variable for the daemon alone"
+            )
+    return tuple(env)
+
+
+def _parse_command_output(
+    where: str, kind: AgentKind, body: dict[str, Any]
+) -> tuple[ReplyMode, UsageFormat | None]:
+    """``reply`` and ``usage``: how a command agent's stdout is read."""
+    if kind is not AgentKind.COMMAND:
+        for key in _COMMAND_ONLY_KEYS:
+            if key in body:
+                raise ConfigError(f"{where}: {key} applies to command agents only")
+        return ReplyMode.TEXT, None
+    reply = body.get("reply", ReplyMode.TEXT.value)
+    if reply not in tuple(ReplyMode):
+        choices = " or ".join(repr(m.value) for m in ReplyMode)
+        raise ConfigError(f"{where}: reply must be {choices}, not {reply!r}")
+    usage = body.get("usage")
+    if usage is not None and usage not in tuple(UsageFormat):
+        choices = " or ".join(repr(f.value) for f in UsageFormat)
+        raise ConfigError(f"{where}: usage must be {choices}, not {usage!r}")
+    return ReplyMode(reply), UsageFormat(usage) if usage is not None else None

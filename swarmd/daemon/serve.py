@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from swarmd import __version__
-from swarmd.agents.registry import AgentRegistry, load_agent_registry
+from swarmd.agents.registry import AgentLookup, AgentRegistry
+from swarmd.agents.registry_file import AgentRegistryFile
 from swarmd.config import OFFLINE_MODEL, Settings
 from swarmd.daemon.delivery_queue import DeliveryQueue
 from swarmd.daemon.gate import GateDecision, HostProbe, SpawnGate
@@ -27,7 +28,7 @@ from swarmd.daemon.notify import SystemdNotifier, watchdog_interval
 from swarmd.daemon.permits import PermitService
 from swarmd.daemon.providers import grantable_env, llm_job_settings, provider_config
 from swarmd.daemon.supervisor import Supervisor, SupervisorConfig
-from swarmd.errors import EnvironmentProblem, StoreError, SwarmdError
+from swarmd.errors import ConfigError, EnvironmentProblem, StoreError, SwarmdError
 from swarmd.home import HomeLock
 from swarmd.logs import get_logger
 from swarmd.models import TicketState
@@ -41,6 +42,7 @@ from swarmd.store.stats import StoreStats
 log = get_logger("swarmd.daemon.serve")
 
 METRICS_INTERVAL_SECONDS = 10.0
+AGENTS_CHECK_SECONDS = 1.0
 
 
 class DaemonHooks:
@@ -101,6 +103,11 @@ def install_signal_handlers(stop: asyncio.Event, skip_grace: asyncio.Event) -> N
         loop.add_signal_handler(signum, on_signal, signum)
 
 
+def install_reload_handler(reload: asyncio.Event) -> None:
+    """SIGHUP (``systemctl reload``) asks for the agent registry to be read again."""
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload.set)
+
+
 async def serve(
     settings: Settings,
     *,
@@ -130,7 +137,7 @@ async def _serve_locked(
     registry: AgentRegistry | None,
     stop: asyncio.Event,
 ) -> TicketState | None:
-    registry = registry or load_agent_registry(settings.agents_path)
+    agents: AgentLookup = registry or watched_agent_registry(settings.agents_path)
     await refuse_corrupt_database(settings.layout.database)
     store = await Store.open(
         settings.layout.database,
@@ -139,6 +146,9 @@ async def _serve_locked(
     )
     skip_grace = asyncio.Event()
     install_signal_handlers(stop, skip_grace)
+    reload_agents = asyncio.Event()
+    if only_ticket is None:
+        install_reload_handler(reload_agents)
     layout = settings.layout
     permits = PermitService(
         settings.api_rate_limit_rpm, limit_key=provider_config(settings).provider_name
@@ -157,7 +167,7 @@ async def _serve_locked(
             llm=llm_job_settings(settings),
             secrets=grantable_env(settings, base_env),
         ),
-        registry,
+        agents,
         base_env,
         answer_call=permits.answer_call,
         skip_grace=skip_grace,
@@ -200,7 +210,11 @@ async def _serve_locked(
     try:
         # The fork server is closed (and awaited) only once the supervisor has stopped and
         # awaited every worker.
-        async with serving(spawner), metrics_exporter(settings, store, gate_holds, stop):
+        async with (
+            serving(spawner),
+            metrics_exporter(settings, store, gate_holds, stop),
+            watching_agents(agents, reload_agents, stop),
+        ):
             await deliveries.reconcile()
             await supervisor.run()
             await deliveries.drain()
@@ -302,3 +316,54 @@ def stop_when_failed(task: asyncio.Task[None], stop: asyncio.Event) -> None:
         return
     log.error("side_task_failed", task=task.get_name(), exc_info=task.exception())
     stop.set()
+
+
+def watched_agent_registry(path: Path) -> AgentRegistryFile:
+    """The agent registry of ``path``, re-read as it changes, each outcome logged."""
+
+    def reloaded(registry: AgentRegistry) -> None:
+        log.info("agents_reloaded", path=str(path), agents=registry.names())
+
+    def invalid(error: ConfigError) -> None:
+        log.error(
+            "agents_file_invalid",
+            path=str(path),
+            error=str(error),
+            detail="the daemon keeps the agents it last read",
+        )
+
+    return AgentRegistryFile(path, on_reload=reloaded, on_invalid=invalid)
+
+
+@contextlib.asynccontextmanager
+async def watching_agents(
+    agents: AgentLookup, reload: asyncio.Event, stop: asyncio.Event
+) -> AsyncIterator[None]:
+    """While the block runs, re-read the agent registry when its file changes (checked every
+    ``AGENTS_CHECK_SECONDS``) and whenever ``reload`` is set (SIGHUP).
+
+    The daemon also checks the file before each claimed task's job is built; this side task
+    makes a change (or a broken file) show in the log at once, claims or not.
+    """
+    if not isinstance(agents, AgentRegistryFile):
+        yield
+        return
+    watcher = asyncio.create_task(watch_agent_registry(agents, reload), name="watch-agents")
+    watcher.add_done_callback(lambda task: stop_when_failed(task, stop))
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+
+
+async def watch_agent_registry(agents: AgentRegistryFile, reload: asyncio.Event) -> None:
+    while True:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(AGENTS_CHECK_SECONDS):
+                await reload.wait()
+        if reload.is_set():
+            reload.clear()
+            agents.reload()
+        else:
+            agents.refresh()

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from swarmd.daemon.gate import GateDecision, SpawnGate
 from swarmd.daemon.outcome import Verdict, decide_verdict
-from swarmd.errors import ProcessError, StaleAttemptError, SwarmdError
+from swarmd.errors import ProcessError, StaleAttemptError, SwarmdError, TicketError
 from swarmd.logs import get_logger
 from swarmd.models import ClaimedTask, ExitReason, TaskOutcome, TaskState, TicketState
 from swarmd.spawn.groups import ProcessIdentity, is_same_process, kill_stale_group
@@ -274,10 +274,13 @@ class Supervisor:
             session = await self._launcher.launch(claimed)
         except (ProcessError, SwarmdError, OSError) as exc:
             log.error("worker_spawn_failed", task=task.ref, error=str(exc))
+            # A task the daemon cannot make a job of (its agent is unknown) would fail the
+            # same way on every attempt: it fails once, for good.
+            retryable = not isinstance(exc, TicketError)
             await self._apply_verdict(
                 claimed.attempt.token,
                 task.ref,
-                Verdict(ExitReason.ERROR, f"the worker could not start: {exc}", {}),
+                Verdict(ExitReason.ERROR, f"the worker could not start: {exc}", {}, retryable),
             )
             return
         identity = session.identity

@@ -14,10 +14,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from swarmd.agents.registry import AgentRegistry
+from swarmd.agents.registry import AgentLookup
 from swarmd.home import HomeLayout
 from swarmd.models import ClaimedTask, Clock, Task
-from swarmd.spawn.groups import scrub_environment
+from swarmd.spawn.groups import SYSTEMD_VARIABLE_PREFIXES, scrub_environment
 from swarmd.spawn.session import CallHandler, WorkerSession
 from swarmd.spawn.spawners import ExecSpawner, WorkerSpawner
 from swarmd.wire.agent import AgentDef, AgentKind
@@ -35,14 +35,15 @@ class LaunchSettings:
     model_chain: tuple[str, ...]
     max_fix_rounds: int
     llm: LLMSettings  # provider settings handed to llm workers (keys included)
-    secrets: dict[str, str] = field(default_factory=dict)  # name -> value, grantable to commands
+    # name -> value: what a command agent may be granted by name (``env = [...]``)
+    secrets: dict[str, str] = field(default_factory=dict)
 
 
 class WorkerLauncher:
     def __init__(
         self,
         settings: LaunchSettings,
-        registry: AgentRegistry,
+        registry: AgentLookup,
         base_env: Mapping[str, str],
         *,
         answer_call: CallHandler,
@@ -86,11 +87,8 @@ class WorkerLauncher:
             heartbeat_seconds=self._settings.heartbeat_seconds,
             fix_rounds=self._settings.max_fix_rounds if agent.kind is AgentKind.VERIFY else 0,
             llm=self._settings.llm if is_llm else None,
-            granted_env={
-                name: self._settings.secrets[name]
-                for name in agent.env
-                if name in self._settings.secrets
-            },
+            granted_env=self.granted_env(agent),
+            prices=dict(self._settings.llm.prices) if agent.usage else {},
             manifest={
                 "ticket": task.ticket_id,
                 "task": task.name,
@@ -99,6 +97,15 @@ class WorkerLauncher:
                 "started_at": attempt.started_at,
             },
         )
+
+    def granted_env(self, agent: AgentDef) -> dict[str, str]:
+        """The variables ``agent`` is granted by name that are set; never systemd's."""
+        grantable = self._settings.secrets
+        return {
+            name: grantable[name]
+            for name in agent.env
+            if name in grantable and not name.startswith(SYSTEMD_VARIABLE_PREFIXES)
+        }
 
     def model_chain(self, task: Task, agent: AgentDef) -> tuple[str, ...]:
         return task.model or agent.model or self._settings.model_chain

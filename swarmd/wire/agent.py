@@ -15,6 +15,20 @@ class AgentKind(enum.StrEnum):
     PLANNER = "planner"  # an llm agent whose reply is a task graph
 
 
+class ReplyMode(enum.StrEnum):
+    """What a command agent's reply (its stdout, or the answer its usage format carries) is."""
+
+    TEXT = "text"  # kept as it is
+    FILES = "files"  # its <file path=...> blocks are written into the workspace too
+
+
+class UsageFormat(enum.StrEnum):
+    """How a command agent reports its model, tokens and cost on stdout."""
+
+    CLAUDE_JSON = "claude-json"  # `claude -p --output-format json`: one result object
+    CODEX_JSON = "codex-json"  # `codex exec --json`: JSON lines of events
+
+
 @dataclass(frozen=True, slots=True)
 class AgentDef:
     name: str
@@ -22,9 +36,11 @@ class AgentDef:
     command: tuple[str, ...] | None = None
     system_prompt: str | None = None
     model: tuple[str, ...] | None = None
-    env: tuple[str, ...] = ()  # secret variables a command agent is granted
+    env: tuple[str, ...] = ()  # variables a command agent is granted, by name
     timeout_seconds: float | None = None
     max_tokens: int = 4096
+    reply: ReplyMode = ReplyMode.TEXT  # command agents only
+    usage: UsageFormat | None = None  # command agents only
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -40,4 +56,6 @@ class AgentDef:
             env=tuple(data.get("env") or ()),
             timeout_seconds=data.get("timeout_seconds"),
             max_tokens=int(data.get("max_tokens", 4096)),
+            reply=ReplyMode(data.get("reply") or ReplyMode.TEXT),
+            usage=UsageFormat(data["usage"]) if data.get("usage") else None,
         )

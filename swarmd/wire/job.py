@@ -74,7 +74,9 @@ class Job:
     heartbeat_seconds: float = 5.0
     fix_rounds: int = 0  # verify tasks: how many times a fix step may repair the workspace
     llm: LLMSettings | None = None  # llm, planner and verify agents only
-    granted_env: dict[str, str] = field(default_factory=dict)  # secrets a command agent may see
+    granted_env: dict[str, str] = field(default_factory=dict)  # variables a command may see
+    # A command agent that reports its usage: usd per Mtok in, out, by provider/model.
+    prices: dict[str, tuple[float, float]] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)  # metadata for manifest.json
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,4 +91,8 @@ class Job:
         data["inputs"] = tuple(tuple(pair) for pair in data.get("inputs") or ())
         data["model_chain"] = tuple(data.get("model_chain") or ())
         data["llm"] = LLMSettings.from_dict(data["llm"]) if data.get("llm") else None
+        data["prices"] = {
+            model: (float(price[0]), float(price[1]))
+            for model, price in (data.get("prices") or {}).items()
+        }
         return cls(**data)

@@ -1,10 +1,12 @@
+import json
+import re
 from pathlib import Path
 
 import pytest
 
 from swarmd.agents.registry import load_agent_registry
 from swarmd.errors import ConfigError, TicketError
-from swarmd.wire.agent import AgentKind
+from swarmd.wire.agent import AgentDef, AgentKind, ReplyMode, UsageFormat
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -60,3 +62,57 @@ def test_unknown_agent_is_a_ticket_error_listing_known_ones(tmp_path: Path) -> N
 def test_invalid_registry_is_a_config_error(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_agent_registry(write(tmp_path, text))
+
+
+def test_a_command_agent_may_read_its_usage_and_write_its_reply_files(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[agents.claude]\nkind = "command"\ncommand = ["claude", "-p", "{prompt}"]\n'
+        'usage = "claude-json"\nreply = "files"\n',
+    )
+    claude = load_agent_registry(path).resolve("claude")
+    assert claude.usage is UsageFormat.CLAUDE_JSON
+    assert claude.reply is ReplyMode.FILES
+
+
+def test_a_command_agent_replies_text_and_reads_no_usage_by_default(tmp_path: Path) -> None:
+    path = write(tmp_path, '[agents.x]\nkind = "command"\ncommand = ["x"]\n')
+    x = load_agent_registry(path).resolve("x")
+    assert (x.reply, x.usage) == (ReplyMode.TEXT, None)
+
+
+def test_an_agent_definition_survives_the_trip_to_the_worker(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[agents.codex]\nkind = "command"\ncommand = ["codex", "exec", "--json", "{prompt}"]\n'
+        'usage = "codex-json"\nreply = "files"\nenv = ["OPENAI_API_KEY", "HTTPS_PROXY"]\n',
+    )
+    codex = load_agent_registry(path).resolve("codex")
+    assert AgentDef.from_dict(json.loads(json.dumps(codex.to_dict()))) == codex
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('reply = "json"', "reply must be 'text' or 'files', not 'json'"),
+        ('usage = "gemini"', "usage must be 'claude-json' or 'codex-json', not 'gemini'"),
+        ('env = ["NOTIFY_SOCKET"]', "may not grant 'NOTIFY_SOCKET'"),
+        ('env = ["WATCHDOG_USEC"]', "may not grant 'WATCHDOG_USEC'"),
+        ('env = ["A=B"]', "env entry 'A=B' is not a variable name"),
+        ('max_tokens = "many"', "max_tokens must be a positive whole number"),
+        ("system_prompt = 3", "system_prompt must be a string"),
+    ],
+)
+def test_invalid_command_agent_fields_are_a_config_error(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = write(tmp_path, f'[agents.x]\nkind = "command"\ncommand = ["x"]\n{text}\n')
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_agent_registry(path)
+
+
+@pytest.mark.parametrize("key", ["reply", "usage"])
+def test_reply_and_usage_apply_to_command_agents_only(tmp_path: Path, key: str) -> None:
+    path = write(tmp_path, f'[agents.x]\nkind = "llm"\n{key} = "files"\n')
+    with pytest.raises(ConfigError, match=f"{key} applies to command agents only"):
+        load_agent_registry(path)

@@ -42,6 +42,23 @@ def command_job(workspace: Path, argv: list[str]) -> dict[str, Any]:
     return job.to_dict()
 
 
+def check_job(workspace: Path, argv: list[str]) -> dict[str, Any]:
+    """A verify job for a worker: one check running ``argv`` with the worker's environment."""
+    job = Job(
+        ticket_id=1,
+        task_id=1,
+        task=workspace.name,
+        attempt=1,
+        agent=AgentDef(name="verify", kind=AgentKind.VERIFY),
+        workspace=str(workspace),
+        archive_path=str(workspace.parent / f"{workspace.name}.tar.gz"),
+        deadline=time.time() + 600,
+        checks=({"type": "command_succeeds", "command": argv},),
+        heartbeat_seconds=60,
+    )
+    return job.to_dict()
+
+
 async def spawn_worker(
     spawner: WorkerSpawner, workspace: Path, env: dict[str, str], *, mkdir: bool = True
 ) -> tuple[WorkerProcess, Channel]:
