@@ -90,6 +90,18 @@ def plain_or_quoted(text: str, limit: int = DEFAULT_LIMIT) -> str:
     return quote(text, limit)
 
 
+def storable_text(text: str) -> str:
+    """``text``, with each lone surrogate spelt out as ``\\udcff`` so it encodes as UTF-8.
+
+    For text kept rather than shown (a manifest, a report): everything else stays as it is.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _escape_char(char: str, quotes: bool) -> str:
     if char in "\n\r\t" or (quotes and char in _SHORT_ESCAPES):
         return _SHORT_ESCAPES[char]
