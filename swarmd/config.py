@@ -176,7 +176,7 @@ class Settings(BaseSettings):
             except (ValueError, RecursionError):
                 raise ValueError(
                     'must be JSON like {"provider/model": [input, output]} '
-                    "(US dollars per million tokens)"
+                    f"(US dollars per million tokens), not {quote(value)}"
                 ) from None
         return value
 
@@ -221,7 +221,9 @@ class Settings(BaseSettings):
     def _check_log_level(cls, value: str) -> str:
         level = value.lower()
         if level not in {"debug", "info", "warning", "error", "critical"}:
-            raise ValueError("must be one of debug, info, warning, error, critical")
+            raise ValueError(
+                f"must be one of debug, info, warning, error, critical, not {quote(value)}"
+            )
         return level
 
     @property
@@ -314,8 +316,9 @@ def describe_invalid(exc: ValidationError) -> str:
     if where:
         message = f"entry {where} {message}"
     value = first.get("input")
+    # swarmd's own checks quote what they refuse; pydantic's do not. A secret is never shown.
     shown = field_name(field) not in _SECRET_FIELDS and isinstance(value, str)
-    if shown and len(loc) == 1 and str(value) not in message:
+    if shown and len(loc) == 1 and first["type"] != "value_error":
         message += f" (the value is {quote(str(value))})"
     return f"invalid setting {variable}: {message}"
 
@@ -378,24 +381,25 @@ def check_env_file(path: Path) -> None:
 
 def check_base_url(value: str) -> str:
     """``value`` if it is an http(s) URL with a host and a valid port; else ``ValueError``."""
+    shown = _shown_url(value)
     if unsafe_in_line(value) is not None or " " in value:
-        raise ValueError(f"{quote(value)} must be a URL without spaces or control characters")
+        raise ValueError(f"{shown} must be a URL without spaces or control characters")
     try:
         parts = urlsplit(value)
     except ValueError:  # an unclosed [
-        raise ValueError(f"{quote(value)} is not a valid URL") from None
+        raise ValueError(f"{shown} is not a valid URL") from None
     try:
         port = parts.port
     except ValueError:  # not a number, or past 65535
-        raise ValueError(f"{quote(value)} has no valid port (1-65535)") from None
+        raise ValueError(f"{shown} has no valid port (1-65535)") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{quote(value)} must be an http:// or https:// URL")
+        raise ValueError(f"{shown} must be an http:// or https:// URL")
     if not parts.hostname:
-        raise ValueError(f"{quote(value)} names no host")
+        raise ValueError(f"{shown} names no host")
     if port == 0 or (parts.netloc.endswith(":") and port is None):
-        raise ValueError(f"{quote(value)} has no valid port (1-65535)")
+        raise ValueError(f"{shown} has no valid port (1-65535)")
     if parts.query or parts.fragment:
-        raise ValueError(f"{quote(value)} must not have a query or a fragment")
+        raise ValueError(f"{shown} must not have a query or a fragment")
     return value
 
 
@@ -410,13 +414,15 @@ def normalise_ollama_host(value: str) -> str:
     """
     raw = value.strip().strip("\"'")
     if unsafe_in_line(raw) is not None or " " in raw or not raw:
-        raise ValueError(f"{quote(value)} must be a host or URL without spaces")
+        raise ValueError(f"{_shown_url(value)} must be a host or URL without spaces")
     scheme, has_scheme, rest = raw.partition("://")
     if not has_scheme:
         scheme, rest = "http", raw
     elif scheme not in ("http", "https"):
-        raise ValueError(f"{quote(value)} must be host[:port] or an http:// or https:// URL")
+        raise ValueError(f"{_shown_url(value)} must be host[:port] or an http:// or https:// URL")
     hostport, _, path = rest.partition("/")
+    if "@" in hostport:  # Ollama takes no user or password here
+        raise ValueError(f"{_shown_url(value)} must be host[:port], without a user or password")
     host, port = _split_host_port(hostport, value)
     if port is None and not has_scheme:
         port = OLLAMA_PORT
@@ -431,7 +437,7 @@ def _split_host_port(hostport: str, value: str) -> tuple[str, int | None]:
     if hostport.startswith("["):
         host, closed, after = hostport[1:].partition("]")
         if not closed or (after and not after.startswith(":")):
-            raise ValueError(f"{quote(value)} has an unclosed or misplaced [")
+            raise ValueError(f"{_shown_url(value)} has an unclosed or misplaced [")
         port_text: str | None = after[1:] if after else None
     elif hostport.count(":") == 1:
         host, _, port_text = hostport.partition(":")
@@ -441,15 +447,20 @@ def _split_host_port(hostport: str, value: str) -> tuple[str, int | None]:
         try:
             ipaddress.IPv6Address(host.partition("%")[0])
         except ValueError:
-            raise ValueError(f"{quote(value)} has an invalid IPv6 address") from None
+            raise ValueError(f"{_shown_url(value)} has an invalid IPv6 address") from None
     elif host and not _HOSTNAME.fullmatch(host):
-        raise ValueError(f"{quote(value)} has an invalid host name")
+        raise ValueError(f"{_shown_url(value)} has an invalid host name")
     port = None
     if port_text is not None:
         if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-            raise ValueError(f"{quote(value)} has an invalid port {quote(port_text, 20)}")
+            raise ValueError(f"{_shown_url(value)} has an invalid port {quote(port_text, 20)}")
         port = int(port_text)
     return host or "127.0.0.1", port
+
+
+def _shown_url(value: str) -> str:
+    """``value`` quoted for a message, a password in it (``//user:pass@``) masked."""
+    return quote(re.sub(r"//[^/@]*@", "//****@", value))
 
 
 def _is_plain_name(text: str) -> bool:

@@ -274,7 +274,16 @@ def test_ollama_host_takes_what_ollama_takes_and_the_router_agrees(
 
 @pytest.mark.parametrize(
     "value",
-    ["http://[::1", "host:notaport", "host:99999", "host:0", "ftp://host", "a b", "::1::2:zz"],
+    [
+        "http://[::1",
+        "host:notaport",
+        "host:99999",
+        "host:0",
+        "ftp://host",
+        "a b",
+        "::1::2:zz",
+        "http://u:pw@host",
+    ],
 )
 def test_bad_ollama_host_is_a_config_error_naming_it(
     monkeypatch: pytest.MonkeyPatch, value: str
@@ -300,6 +309,14 @@ def test_api_key_that_cannot_be_sent_is_refused_without_showing_it(
         assert "def0123456789" not in str(exc)
 
 
+def test_password_in_a_base_url_is_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://user:hunter2@proxy.example:99999/v1")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "hunter2" not in str(caught.value)
+    assert '"https://****@proxy.example:99999/v1" has no valid port' in str(caught.value)
+
+
 def test_setting_value_is_quoted_and_shortened_in_the_message(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -308,4 +325,4 @@ def test_setting_value_is_quoted_and_shortened_in_the_message(
         load_settings()
     message = str(caught.value)
     assert "\u202e" not in message and len(message) < 300
-    assert '(the value is "\\u202exxx' in message
+    assert 'not "\\u202exxx' in message
