@@ -25,7 +25,8 @@ the router's single retry loop what to do next::
 
 Messages never carry an API key: provider messages are redacted against the key that was
 sent, and authentication failures drop the provider's message entirely (OpenAI's names a
-prefix and suffix of the key).
+prefix and suffix of the key). What a provider or a model name says is shown through
+``swarmd.text.escape``: one line, shortened, no control or bidi character left raw.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class ModelCallError(ProviderError):
         self.status = status
         self.retry_after = retry_after
         self.detail = detail
-        super().__init__(f"{model}: {self.description}")
+        super().__init__(f"{escape(model)}: {self.description}")
 
     @property
     def description(self) -> str:
@@ -145,7 +146,7 @@ class ModelCoolingError(ProviderError):
         self.until = until
         self.reason = reason
         after = f" after {reason}" if reason else ""
-        super().__init__(f"{model} is cooling down{after}")
+        super().__init__(f"{escape(model)} is cooling down{after}")
 
 
 class BudgetExceededError(ProviderError):
@@ -155,7 +156,8 @@ class BudgetExceededError(ProviderError):
         self.model = model
         self.wait_s = wait_s
         super().__init__(
-            f"{model}: the next rate-limit permit is {wait_s:.1f}s away, past the task's deadline"
+            f"{escape(model)}: the next rate-limit permit is {wait_s:.1f}s away, "
+            "past the task's deadline"
         )
 
 
@@ -176,7 +178,7 @@ class AllModelsFailedError(ChainFailedError):
         self.failures = dict(failures)
         self.budget_spent = budget_spent
         lead = "no model answered before the deadline" if budget_spent else "every model failed"
-        named = "; ".join(f"{model}: {what}" for model, what in failures.items())
+        named = "; ".join(f"{escape(model)}: {what}" for model, what in failures.items())
         super().__init__(f"{lead}: {named}", tries)
 
 
@@ -185,7 +187,7 @@ class RequestRejectedError(ChainFailedError):
 
     def __init__(self, error: ModelCallError, tries: Sequence[ModelTry]) -> None:
         self.error = error
-        super().__init__(f"{error.model} refused the request: {error.description}", tries)
+        super().__init__(f"{escape(error.model)} refused the request: {error.description}", tries)
 
 
 def error_for_status(

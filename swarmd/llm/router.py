@@ -204,6 +204,7 @@ class Router:
                 provider = self._provider_for(model)
                 if provider is None:
                     name = self._config.provider_name(model)
+                    # repr escapes what does not print, as quote would.
                     error = NotConfiguredError(model, f"no provider named {name!r} is configured")
                     run.record(model, error, 0.0)
                     run.out.add(model)

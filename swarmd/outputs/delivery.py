@@ -27,6 +27,7 @@ from swarmd.outputs.archive import (
 )
 from swarmd.outputs.paths import format_size, quote_path
 from swarmd.outputs.verify import member_file, read_archive_manifest
+from swarmd.text import escape
 
 DELIVERY_FORMAT = "swarmd-delivery/1"
 
@@ -195,4 +196,5 @@ def _count(number: int, noun: str) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """``text`` as one line people can ``cat`` safely: a task's error may quote anything."""
+    return escape(" ".join(text.split()))
