@@ -352,23 +352,26 @@ def check_env_file(path: Path) -> None:
     ``.env``), is no ``.env`` at all.
     """
     try:
-        info = path.stat()
+        # O_NONBLOCK: a FIFO opens at once, to be refused, rather than waiting for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except FileNotFoundError:
         return
     except OSError as exc:
         raise ConfigError(f"cannot read settings from {_shown_env_file()}: {exc.strerror}") from exc
-    if stat.S_ISDIR(info.st_mode) or stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode):
-        return  # pydantic-settings reads regular files and FIFOs only
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(
-            f"cannot read settings from {_shown_env_file()}: it is not a regular file"
-        )
-    if info.st_size > MAX_ENV_FILE_BYTES:
-        raise ConfigError(f"cannot read settings from {_shown_env_file()}: it is over 1 MiB")
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read settings from {_shown_env_file()}: {exc.strerror}") from exc
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            return  # pydantic-settings reads regular files and FIFOs only
+        if not stat.S_ISREG(mode):
+            raise ConfigError(
+                f"cannot read settings from {_shown_env_file()}: it is not a regular file"
+            )
+        with open(fd, "rb", closefd=False) as file:
+            raw = file.read(MAX_ENV_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_ENV_FILE_BYTES:
+        raise ConfigError(f"cannot read settings from {_shown_env_file()}: it is over 1 MiB")
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
