@@ -103,7 +103,8 @@ def read_archive_manifest(path: Path) -> dict[str, Any]:
                         return manifest  # type: ignore[no-any-return]
                     break
     except (OSError, EOFError, tarfile.TarError, zlib.error, ValueError, RecursionError) as exc:
-        raise OutputError(f"cannot read the archive {shown}: {exc}") from exc
+        reason = escape(" ".join(str(exc).split())[:200])
+        raise OutputError(f"cannot read the archive {shown}: {reason}") from exc
     raise OutputError(f"the archive {shown} has no usable manifest.json")
 
 

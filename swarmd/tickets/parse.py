@@ -240,17 +240,17 @@ def _read_regular_file(path: Path, source: str) -> bytes:
         raise TicketError(f"{source}: cannot read the ticket file: {exc.strerror or exc}") from exc
     except ValueError as exc:  # a NUL in the path
         raise TicketError(f"{source}: cannot read the ticket file: {exc}") from exc
-    with open(fd, "rb") as file:
+    try:
         info = os.fstat(fd)
         _refuse_non_regular(info.st_mode, source)
         if info.st_size > MAX_TICKET_FILE_BYTES:
             _refuse_too_large(source)
-        try:
+        with open(fd, "rb", closefd=False) as file:
             raw = file.read(MAX_TICKET_FILE_BYTES + 1)
-        except OSError as exc:
-            raise TicketError(
-                f"{source}: cannot read the ticket file: {exc.strerror or exc}"
-            ) from exc
+    except OSError as exc:
+        raise TicketError(f"{source}: cannot read the ticket file: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
     if len(raw) > MAX_TICKET_FILE_BYTES:  # it grew, or its size was not known
         _refuse_too_large(source)
     return raw
