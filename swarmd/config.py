@@ -2,11 +2,27 @@
 
 Library modules never read ``os.environ``; they take a ``Settings`` (or the plain values
 they need) from the composition root.
+
+Every invalid value is a ``ConfigError`` with one sentence naming the variable the user set
+(``OPENAI_BASE_URL``, not a field name) and quoting the value (never a secret's). Also:
+
+- an empty variable is the same as an unset one (``SWARMD_HOME=`` means the default home);
+- numbers are finite and bounded: ``inf``, ``nan`` and ``1e999`` are refused;
+- paths expand ``~``, and a relative path is resolved against the current directory when
+  the settings are loaded, so every process of swarmd agrees on it;
+- base URLs are http(s) URLs with a host and a valid port; ``OLLAMA_HOST`` takes every form
+  Ollama takes (``host``, ``host:port``, ``::1``, ``[::1]:11434``, with or without a scheme)
+  and is kept as a URL;
+- ``.env`` (in the current directory) must be a regular UTF-8 file of at most 1 MiB.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
+import re
+import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -16,15 +32,26 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
     field_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from swarmd.errors import ConfigError
 from swarmd.home import HomeLayout
+from swarmd.text import plain_or_quoted, quote, unsafe_in_line
 
 OFFLINE_MODEL = "echo/echo"
+ENV_FILE = ".env"
+MAX_ENV_FILE_BYTES = 2**20
+OLLAMA_PORT = 11434
+
+MAX_SECONDS = 365 * 24 * 3600.0
+"""The longest any duration may be: a year."""
+MAX_MEGABYTES = 2**24
+"""16 TiB, in MB: more memory than any host swarmd runs on."""
+
+_SECRET_FIELDS = frozenset({"openai_api_key", "anthropic_api_key", "minimax_api_key"})
+_HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 
 
 def default_home() -> Path:
@@ -33,7 +60,15 @@ def default_home() -> Path:
     if state_dir:
         # systemd may pass several colon-separated directories; the first is ours.
         return Path(state_dir.split(":")[0])
-    return Path.home() / ".local" / "state" / "swarmd"
+    try:
+        user_home = Path.home()
+    except (RuntimeError, KeyError) as exc:  # no $HOME and no passwd entry
+        raise ConfigError("cannot find the home directory: set SWARMD_HOME") from exc
+    if not user_home.is_absolute():  # HOME="" or a relative HOME
+        raise ConfigError(
+            f"$HOME is {quote(str(user_home))}, not an absolute path: set SWARMD_HOME"
+        )
+    return user_home / ".local" / "state" / "swarmd"
 
 
 def _provider_field(*names: str) -> Any:
@@ -45,38 +80,42 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="SWARMD_",
-        env_file=".env",
+        env_file=ENV_FILE,
         env_file_encoding="utf-8",
+        env_ignore_empty=True,
         extra="ignore",
         validate_default=True,
+        allow_inf_nan=False,
     )
 
     home: Path = Field(default_factory=default_home)
     max_concurrent_workers: int = Field(default=10, ge=1, le=1000)
-    min_free_memory_mb: int = Field(default=1024, ge=0)
-    max_load: float | None = Field(default=None, gt=0)
-    worker_memory_limit_mb: int | None = Field(default=None, ge=1)
-    worker_timeout_seconds: float = Field(default=3600.0, gt=0)
-    worker_heartbeat_seconds: float = Field(default=5.0, gt=0)
-    worker_hung_seconds: float = Field(default=60.0, gt=0)
-    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
-    spawn_settle_seconds: float = Field(default=1.0, ge=0)
+    min_free_memory_mb: int = Field(default=1024, ge=0, le=MAX_MEGABYTES)
+    max_load: float | None = Field(default=None, gt=0, le=100_000)
+    worker_memory_limit_mb: int | None = Field(default=None, ge=1, le=MAX_MEGABYTES)
+    worker_timeout_seconds: float = Field(default=3600.0, gt=0, le=MAX_SECONDS)
+    worker_heartbeat_seconds: float = Field(default=5.0, gt=0, le=3600)
+    worker_hung_seconds: float = Field(default=60.0, gt=0, le=MAX_SECONDS)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
+    spawn_settle_seconds: float = Field(default=1.0, ge=0, le=3600)
     worker_start: Literal["fork", "exec"] = "fork"
-    api_rate_limit_rpm: int = Field(default=20, ge=1)
+    api_rate_limit_rpm: int = Field(default=20, ge=1, le=1_000_000)
     primary_model: str | None = None
     fallback_model: Annotated[tuple[str, ...], NoDecode] = ()
     fallback_on_rate_limit: bool = True
     model_aliases: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
-    model_prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
-    llm_request_timeout_seconds: float = Field(default=600.0, gt=0)
+    model_prices: Annotated[
+        dict[str, tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(ge=0)]]], NoDecode
+    ] = Field(default_factory=dict)
+    llm_request_timeout_seconds: float = Field(default=600.0, gt=0, le=MAX_SECONDS)
     max_attempts: int = Field(default=3, ge=1, le=100)
-    retry_backoff_seconds: float = Field(default=5.0, ge=0)
-    retry_backoff_max_seconds: float = Field(default=300.0, ge=0)
+    retry_backoff_seconds: float = Field(default=5.0, ge=0, le=MAX_SECONDS)
+    retry_backoff_max_seconds: float = Field(default=300.0, ge=0, le=MAX_SECONDS)
     max_fix_rounds: int = Field(default=2, ge=0, le=20)
     agents_file: Path | None = None
     log_level: str = "info"
-    log_max_bytes: int = Field(default=50 * 1024 * 1024, ge=4096)
-    log_backups: int = Field(default=3, ge=0)
+    log_max_bytes: int = Field(default=50 * 1024 * 1024, ge=4096, le=2**40)
+    log_backups: int = Field(default=3, ge=0, le=1000)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     metrics_textfile: Path | None = None
 
@@ -87,6 +126,26 @@ class Settings(BaseSettings):
     minimax_api_key: SecretStr | None = _provider_field("MINIMAX_API_KEY")
     minimax_base_url: str | None = _provider_field("MINIMAX_BASE_URL")
     ollama_host: str | None = _provider_field("OLLAMA_HOST")
+
+    @field_validator("home", "agents_file", "metrics_textfile", mode="before")
+    @classmethod
+    def _absolute_path(cls, value: object) -> object:
+        if value is None:
+            return None
+        text = os.fspath(value) if isinstance(value, str | os.PathLike) else value
+        if not isinstance(text, str):
+            return value  # pydantic names the wrong type
+        if "\0" in text:
+            raise ValueError("must not hold a NUL character")
+        expanded = os.path.expanduser(text)
+        if expanded.startswith("~"):
+            raise ValueError(f"{quote(text)} starts with ~ but names no known user")
+        try:
+            return Path(expanded).absolute()  # against the current directory, once, now
+        except OSError as exc:  # the current directory was removed
+            raise ValueError(
+                f"{quote(text)} is relative and the current directory is gone"
+            ) from exc
 
     @field_validator("fallback_model", mode="before")
     @classmethod
@@ -103,10 +162,23 @@ class Settings(BaseSettings):
             aliases = {}
             for pair in pairs:
                 alias, sep, provider = pair.partition("=")
-                if not sep or not alias.strip() or not provider.strip():
-                    raise ValueError(f"{pair!r} is not alias=provider")
+                if not sep or not _is_plain_name(alias) or not _is_plain_name(provider):
+                    raise ValueError(f"{quote(pair)} is not alias=provider")
                 aliases[alias.strip()] = provider.strip()
             return aliases
+        return value
+
+    @field_validator("model_prices", mode="before")
+    @classmethod
+    def _decode_prices(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except (ValueError, RecursionError):
+                raise ValueError(
+                    'must be JSON like {"provider/model": [input, output]} '
+                    f"(US dollars per million tokens), not {quote(value)}"
+                ) from None
         return value
 
     @field_validator("primary_model", "fallback_model")
@@ -116,29 +188,43 @@ class Settings(BaseSettings):
         for name in names:
             assert isinstance(name, str)
             provider, _, model = name.partition("/")
-            if not provider or not model:
-                raise ValueError(f"model {name!r} must be named provider/model")
+            if not provider or not model or not _is_plain_name(name):
+                raise ValueError(f"model {quote(name)} must be named provider/model")
         return value
 
-    @field_validator("openai_base_url", "anthropic_base_url", "minimax_base_url", "ollama_host")
+    @field_validator("openai_api_key", "anthropic_api_key", "minimax_api_key")
     @classmethod
-    def _check_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+    def _check_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # A key travels in an HTTP header: only visible ASCII fits. Its value is never shown.
+        secret = value.get_secret_value() if value is not None else ""
+        for position, char in enumerate(secret, start=1):
+            if not "!" <= char <= "~":
+                raise ValueError(
+                    f"the key holds U+{ord(char):04X} at character {position}; "
+                    "an API key is visible ASCII without spaces"
+                )
+        return value
+
+    @field_validator("openai_base_url", "anthropic_base_url", "minimax_base_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        scheme = urlsplit(value).scheme
-        # OLLAMA_HOST may be a bare host:port, as Ollama itself accepts.
-        if info.field_name == "ollama_host" and "://" not in value:
-            return value
-        if scheme not in ("http", "https"):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+        return check_base_url(value)
+
+    @field_validator("ollama_host")
+    @classmethod
+    def _normalise_ollama_host(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_ollama_host(value)
 
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:
         level = value.lower()
         if level not in {"debug", "info", "warning", "error", "critical"}:
-            raise ValueError("must be one of debug, info, warning, error, critical")
+            raise ValueError(
+                f"must be one of debug, info, warning, error, critical, not {quote(value)}"
+            )
         return level
 
     @property
@@ -193,19 +279,194 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     """Build ``Settings`` or raise ``ConfigError`` with one sentence naming the variable."""
+    check_env_file(Path(ENV_FILE))
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "?"
-        variable = _variable_name(field)
-        message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"invalid setting {variable}: {message}") from exc
+        raise ConfigError(describe_invalid(exc)) from exc
+    except SettingsError as exc:  # a value pydantic-settings could not decode at all
+        field = re.search(r'field "(\w+)"', str(exc))
+        variable = variable_name(field.group(1)) if field else "a setting"
+        raise ConfigError(f"invalid setting {variable}: cannot decode its value") from exc
+    except UnicodeDecodeError as exc:  # .env changed since check_env_file read it
+        raise ConfigError(f"cannot read settings from {_shown_env_file()}: not UTF-8") from exc
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read settings from {_shown_env_file()}: {exc.strerror or exc}"
+        ) from exc
 
 
-def _variable_name(field: str) -> str:
-    info = Settings.model_fields.get(field)
+def describe_invalid(exc: ValidationError) -> str:
+    """The first error of ``exc`` as one sentence: the variable, what is wrong, the value."""
+    first = exc.errors()[0]
+    loc = first["loc"]
+    field = str(loc[0]) if loc else "?"
+    variable = variable_name(field)
+    message = first["msg"].removeprefix("Value error, ")
+    message = re.sub(r"^Input should\b", "must", message)
+    where = "".join(
+        f"[{part}]" if isinstance(part, int) else f"[{quote(str(part), 40)}]" for part in loc[1:]
+    )
+    if where:
+        message = f"entry {where} {message}"
+    value = first.get("input")
+    # swarmd's own checks quote what they refuse; pydantic's do not. A secret is never shown.
+    shown = field_name(field) not in _SECRET_FIELDS and isinstance(value, str)
+    if shown and len(loc) == 1 and first["type"] != "value_error":
+        message += f" (the value is {quote(str(value))})"
+    return f"invalid setting {variable}: {message}"
+
+
+def variable_name(field: str) -> str:
+    """The variable users set for ``field``, itself the field's name or one of its aliases."""
+    name = field_name(field)
+    info = Settings.model_fields.get(name)
     alias = info.validation_alias if info else None
     if isinstance(alias, AliasChoices):
         return str(alias.choices[0])
-    return f"SWARMD_{field.upper()}"
+    return f"SWARMD_{name.upper()}"
+
+
+def field_name(name: str) -> str:
+    """The field an error location names: itself, or the field whose alias it is."""
+    if name in Settings.model_fields:
+        return name
+    for field, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices) and name in alias.choices:
+            return field
+    return name
+
+
+def check_env_file(path: Path) -> None:
+    """Refuse a ``.env`` that is not a regular UTF-8 file of at most ``MAX_ENV_FILE_BYTES``.
+
+    pydantic-settings would read a FIFO (and wait for a writer forever) and tracebacks on
+    bytes that are not UTF-8. A missing ``.env``, or a directory (a virtualenv named
+    ``.env``), is no ``.env`` at all.
+    """
+    try:
+        # O_NONBLOCK: a FIFO opens at once, to be refused, rather than waiting for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"cannot read settings from {_shown_env_file()}: {exc.strerror}") from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            return  # pydantic-settings reads regular files and FIFOs only
+        if not stat.S_ISREG(mode):
+            raise ConfigError(
+                f"cannot read settings from {_shown_env_file()}: it is not a regular file"
+            )
+        with open(fd, "rb", closefd=False) as file:
+            raw = file.read(MAX_ENV_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_ENV_FILE_BYTES:
+        raise ConfigError(f"cannot read settings from {_shown_env_file()}: it is over 1 MiB")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"cannot read settings from {_shown_env_file()}: not valid UTF-8 "
+            f"(byte 0x{raw[exc.start]:02x} on line {line})"
+        ) from exc
+
+
+def check_base_url(value: str) -> str:
+    """``value`` if it is an http(s) URL with a host and a valid port; else ``ValueError``."""
+    shown = _shown_url(value)
+    if unsafe_in_line(value) is not None or " " in value:
+        raise ValueError(f"{shown} must be a URL without spaces or control characters")
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # an unclosed [
+        raise ValueError(f"{shown} is not a valid URL") from None
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or past 65535
+        raise ValueError(f"{shown} has no valid port (1-65535)") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{shown} must be an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError(f"{shown} names no host")
+    if port == 0 or (parts.netloc.endswith(":") and port is None):
+        raise ValueError(f"{shown} has no valid port (1-65535)")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{shown} must not have a query or a fragment")
+    return value
+
+
+def normalise_ollama_host(value: str) -> str:
+    """``OLLAMA_HOST`` as the URL Ollama itself makes of it, or ``ValueError``.
+
+    Like Ollama: surrounding quotes and spaces go; no scheme means http and port 11434; an
+    http:// or https:// URL without a port means its scheme's port; a bare IPv6 address
+    (``::1``) needs no brackets. Unlike Ollama, a port that is not 1-65535 is refused rather
+    than silently replaced. The URL keeps the scheme's own port implicit, as
+    ``swarmd.llm.providers.ollama_base_url`` expects.
+    """
+    raw = value.strip().strip("\"'")
+    if unsafe_in_line(raw) is not None or " " in raw or not raw:
+        raise ValueError(f"{_shown_url(value)} must be a host or URL without spaces")
+    scheme, has_scheme, rest = raw.partition("://")
+    if not has_scheme:
+        scheme, rest = "http", raw
+    elif scheme not in ("http", "https"):
+        raise ValueError(f"{_shown_url(value)} must be host[:port] or an http:// or https:// URL")
+    hostport, _, path = rest.partition("/")
+    if "@" in hostport:  # Ollama takes no user or password here
+        raise ValueError(f"{_shown_url(value)} must be host[:port], without a user or password")
+    host, port = _split_host_port(hostport, value)
+    if port is None and not has_scheme:
+        port = OLLAMA_PORT
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    return f"{scheme}://{netloc}" + (f"/{path.rstrip('/')}" if path.rstrip("/") else "")
+
+
+def _split_host_port(hostport: str, value: str) -> tuple[str, int | None]:
+    """Host and port, as Go's net.SplitHostPort and Ollama's fallback read them."""
+    if hostport.startswith("["):
+        host, closed, after = hostport[1:].partition("]")
+        if not closed or (after and not after.startswith(":")):
+            raise ValueError(f"{_shown_url(value)} has an unclosed or misplaced [")
+        port_text: str | None = after[1:] if after else None
+    elif hostport.count(":") == 1:
+        host, _, port_text = hostport.partition(":")
+    else:
+        host, port_text = hostport, None  # a name, or a bare IPv6 address
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError:
+            raise ValueError(f"{_shown_url(value)} has an invalid IPv6 address") from None
+    elif host and not _HOSTNAME.fullmatch(host):
+        raise ValueError(f"{_shown_url(value)} has an invalid host name")
+    port = None
+    if port_text is not None:
+        if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ValueError(f"{_shown_url(value)} has an invalid port {quote(port_text, 20)}")
+        port = int(port_text)
+    return host or "127.0.0.1", port
+
+
+def _shown_url(value: str) -> str:
+    """``value`` quoted for a message, a password in it (``//user:pass@``) masked."""
+    return quote(re.sub(r"//[^/@]*@", "//****@", value))
+
+
+def _is_plain_name(text: str) -> bool:
+    text = text.strip()
+    return bool(text) and unsafe_in_line(text) is None and " " not in text and len(text) <= 200
+
+
+def _shown_env_file() -> str:
+    try:
+        return plain_or_quoted(os.path.abspath(ENV_FILE), 1024)
+    except OSError:  # the current directory was removed
+        return ENV_FILE

@@ -103,6 +103,7 @@ class ExitReason(enum.StrEnum):
     HUNG = "hung"  # alive but silent past its heartbeat allowance
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"  # daemon shutdown or crash; does not burn an attempt
+    CONFLICT = "conflict"  # a repository task's work does not merge into its ticket's branch
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ the router's single retry loop what to do next::
     │   ├── RequestTimeoutError      RETRY  connect/read/pool timeout, or the whole-request cap
     │   ├── UnreachableError         RETRY  connection refused, reset or dropped
     │   ├── MalformedResponseError   RETRY  a body that is not the JSON it should be, or cut short
+    │   ├── ResponseTooLargeError    NEXT   an answer past the cap on what is read of one
     │   ├── QuotaExhaustedError      NEXT   insufficient_quota, billing, MiniMax 1008
     │   ├── AuthenticationError      NEXT   401/403, MiniMax 1004/2049
     │   ├── ModelNotFoundError       NEXT   404
@@ -24,7 +25,8 @@ the router's single retry loop what to do next::
 
 Messages never carry an API key: provider messages are redacted against the key that was
 sent, and authentication failures drop the provider's message entirely (OpenAI's names a
-prefix and suffix of the key).
+prefix and suffix of the key). What a provider or a model name says is shown through
+``swarmd.text.escape``: one line, shortened, no control or bidi character left raw.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any
 
 from swarmd.errors import ProviderError
 from swarmd.llm.types import ModelTry
+from swarmd.text import escape
 
 DETAIL_MAX_CHARS = 300
 _OPENAI_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -70,7 +73,7 @@ class ModelCallError(ProviderError):
         self.status = status
         self.retry_after = retry_after
         self.detail = detail
-        super().__init__(f"{model}: {self.description}")
+        super().__init__(f"{escape(model)}: {self.description}")
 
     @property
     def description(self) -> str:
@@ -100,6 +103,14 @@ class UnreachableError(ModelCallError):
 
 class MalformedResponseError(ModelCallError):
     outcome = "malformed"
+
+
+class ResponseTooLargeError(ModelCallError):
+    """The answer was larger than swarmd reads. Asking the same model again would likely get
+    as much again; another model, or this one later, may answer within the cap."""
+
+    disposition = Disposition.NEXT
+    outcome = "too_large"
 
 
 class QuotaExhaustedError(ModelCallError):
@@ -135,7 +146,7 @@ class ModelCoolingError(ProviderError):
         self.until = until
         self.reason = reason
         after = f" after {reason}" if reason else ""
-        super().__init__(f"{model} is cooling down{after}")
+        super().__init__(f"{escape(model)} is cooling down{after}")
 
 
 class BudgetExceededError(ProviderError):
@@ -145,7 +156,8 @@ class BudgetExceededError(ProviderError):
         self.model = model
         self.wait_s = wait_s
         super().__init__(
-            f"{model}: the next rate-limit permit is {wait_s:.1f}s away, past the task's deadline"
+            f"{escape(model)}: the next rate-limit permit is {wait_s:.1f}s away, "
+            "past the task's deadline"
         )
 
 
@@ -166,7 +178,7 @@ class AllModelsFailedError(ChainFailedError):
         self.failures = dict(failures)
         self.budget_spent = budget_spent
         lead = "no model answered before the deadline" if budget_spent else "every model failed"
-        named = "; ".join(f"{model}: {what}" for model, what in failures.items())
+        named = "; ".join(f"{escape(model)}: {what}" for model, what in failures.items())
         super().__init__(f"{lead}: {named}", tries)
 
 
@@ -175,7 +187,7 @@ class RequestRejectedError(ChainFailedError):
 
     def __init__(self, error: ModelCallError, tries: Sequence[ModelTry]) -> None:
         self.error = error
-        super().__init__(f"{error.model} refused the request: {error.description}", tries)
+        super().__init__(f"{escape(error.model)} refused the request: {error.description}", tries)
 
 
 def error_for_status(
@@ -230,7 +242,7 @@ def error_for_minimax(
 ) -> ModelCallError:
     """Classify a MiniMax ``base_resp`` error; it often arrives inside an HTTP 200 answer."""
     summary = f"MiniMax error {code}"
-    detail = None if code in MINIMAX_AUTH_FAILED or not message else redact(message, secrets)
+    detail = None if code in MINIMAX_AUTH_FAILED or not message else shown_detail(message, secrets)
     where: dict[str, Any] = {"status": status, "retry_after": retry_after, "detail": detail}
     if code in MINIMAX_RATE_LIMITED:
         return RateLimitedError(model, f"{summary} rate limited", **where)
@@ -286,7 +298,13 @@ def error_detail(payload: Any, secrets: Iterable[str] = ()) -> str | None:
             message = payload.get("message")
     if not isinstance(message, str) or not message.strip():
         return None
-    return redact(" ".join(message.split())[:DETAIL_MAX_CHARS], secrets)
+    return shown_detail(message, secrets)
+
+
+def shown_detail(text: str, secrets: Iterable[str] = ()) -> str:
+    """A provider's own words as a message shows them: secrets removed first (so no cut can
+    split a key past the redactor), one line, shortened, hidden characters escaped."""
+    return escape(" ".join(redact(text, secrets).split())[:DETAIL_MAX_CHARS])
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -300,7 +318,7 @@ def describe_transport_error(exc: BaseException, secrets: Iterable[str] = ()) ->
     """A one-line description of an httpx transport failure, secrets removed."""
     text = str(exc).strip()
     name = type(exc).__name__
-    return redact(f"{name}: {text}" if text else name, secrets)[:DETAIL_MAX_CHARS]
+    return shown_detail(f"{name}: {text}" if text else name, secrets)
 
 
 def _error_kind(payload: Any) -> set[str]:

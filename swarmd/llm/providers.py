@@ -13,6 +13,11 @@ A model is named ``provider/model``; the prefix picks the provider (after aliase
 
 Each provider sends exactly one request per call: retries belong to the router alone.
 httpx exceptions are translated here, at the edge, into ``swarmd.llm.errors``.
+
+An answer is read as a stream and never past ``MAX_RESPONSE_BYTES`` (32 MiB, decoded): a
+larger one fails that request as ``ResponseTooLargeError``, which moves on to the next
+model. An error answer is read up to ``MAX_ERROR_BODY_BYTES``; past that its status alone
+classifies it.
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ from swarmd.llm.errors import (
     MalformedResponseError,
     ModelCallError,
     RequestTimeoutError,
+    ResponseTooLargeError,
     UnreachableError,
     describe_transport_error,
     error_for_minimax,
     error_for_status,
     parse_retry_after,
+    shown_detail,
 )
 from swarmd.llm.types import ChatRequest, ChatResponse, Clock, strip_reasoning
 
@@ -44,6 +51,9 @@ ANTHROPIC_VERSION = "2023-06-01"
 MINIMAX_BASE_URL = "https://api.minimax.io/v1"
 OLLAMA_HOST = "http://127.0.0.1:11434"
 OLLAMA_PORT = 11434
+MAX_RESPONSE_BYTES = 32 * 2**20
+"""The largest answer read: a reply is held ~4 times over while it is decoded and written."""
+MAX_ERROR_BODY_BYTES = 64 * 2**10
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +128,18 @@ def build_provider_config(
 
 def ollama_base_url(host: str | None) -> str:
     """The OpenAI-compatible base URL for an ``OLLAMA_HOST`` value, read as Ollama reads it:
-    a bare ``host[:port]`` defaults to port 11434, a URL to its scheme's own port."""
+    a bare ``host[:port]`` defaults to port 11434, a URL to its scheme's own port.
+
+    ``swarmd.config`` validates the variable and hands over a URL; this reading of it agrees
+    with the configuration's on every form it accepts (bare IPv6 addresses included).
+    """
     raw = (host or "").strip().rstrip("/") or OLLAMA_HOST
     has_scheme = "://" in raw
-    if not has_scheme:
-        raw = f"http://{raw}"
-    parts = urlsplit(raw)
+    scheme, _, rest = raw.partition("://") if has_scheme else ("http", "", raw)
+    hostport, slash, path = rest.partition("/")
+    if hostport.count(":") > 1 and not hostport.startswith("["):
+        hostport = f"[{hostport}]"  # a bare IPv6 address, such as ::1
+    parts = urlsplit(f"{scheme}://{hostport}{slash}{path}")
     hostname = parts.hostname or "127.0.0.1"
     if hostname in ("0.0.0.0", "::"):  # a listen address: connect through loopback instead
         hostname = "127.0.0.1"
@@ -158,8 +174,9 @@ class Provider:
 class HTTPProvider(Provider):
     """The shape every HTTP provider shares: build, send once, classify, parse."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, *, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
         self.endpoint = endpoint
+        self.max_response_bytes = max_response_bytes
         self._secrets = (endpoint.api_key,) if endpoint.api_key else ()
 
     def build_request(
@@ -214,12 +231,13 @@ class HTTPProvider(Provider):
     ) -> ChatResponse:
         url, headers, body = self.build_request(model_name, request)
         started = time.perf_counter()
-        response = await self._post(
+        response, content = await self._post(
             client, label, url, headers=headers, body=body, http_timeout=http_timeout
         )
         latency = time.perf_counter() - started
         now = clock()
-        payload = _decode_json(response.content)
+        payload = _decode_json(content)
+        del content  # the decoded payload is all that is needed from here on
         if response.status_code >= 400:
             raise self.classify_error(label, response, payload, now)
         if not isinstance(payload, dict):
@@ -234,7 +252,7 @@ class HTTPProvider(Provider):
                 label,
                 "malformed response (unexpected shape)",
                 status=response.status_code,
-                detail=f"{type(exc).__name__}: {exc}"[:120],
+                detail=shown_detail(f"{type(exc).__name__}: {exc}")[:120],
             ) from exc
         text = strip_reasoning(raw_text)
         return ChatResponse(
@@ -256,9 +274,13 @@ class HTTPProvider(Provider):
         headers: dict[str, str],
         body: dict[str, Any],
         http_timeout: httpx.Timeout,
-    ) -> httpx.Response:
+    ) -> tuple[httpx.Response, bytes]:
+        """The answer's head and its body, read no further than the cap allows."""
         try:
-            return await client.post(url, headers=headers, json=body, timeout=http_timeout)
+            async with client.stream(
+                "POST", url, headers=headers, json=body, timeout=http_timeout
+            ) as response:
+                return response, await self._read_body(label, response)
         except httpx.TimeoutException as exc:
             raise RequestTimeoutError(
                 label, "timed out", detail=describe_transport_error(exc, self._secrets)
@@ -275,6 +297,26 @@ class HTTPProvider(Provider):
             raise UnreachableError(
                 label, "unreachable", detail=describe_transport_error(exc, self._secrets)
             ) from exc
+
+    async def _read_body(self, label: str, response: httpx.Response) -> bytes:
+        if response.status_code >= 400:
+            return await _read_at_most(response, MAX_ERROR_BODY_BYTES)  # enough to classify
+        limit = self.max_response_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise self._too_large(label, response.status_code)
+        body = await _read_at_most(response, limit + 1)
+        if len(body) > limit:
+            raise self._too_large(label, response.status_code)
+        return body
+
+    def _too_large(self, label: str, status: int) -> ResponseTooLargeError:
+        return ResponseTooLargeError(
+            label,
+            f"the answer is larger than {_describe_bytes(self.max_response_bytes)}, "
+            "the most swarmd reads of one answer",
+            status=status,
+        )
 
 
 class OpenAICompatibleProvider(HTTPProvider):
@@ -421,6 +463,26 @@ class AnthropicProvider(HTTPProvider):
             int(usage.get("output_tokens") or 0),
             payload.get("stop_reason"),
         )
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """The body of a streamed ``response``, decoded, up to ``limit`` bytes; the rest unread.
+
+    One network chunk may decode to more than ``limit`` (up to ~1,000 times its size for
+    gzip): what is past the limit is dropped at once, so that is the most ever held.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk[: limit - size])
+        size += len(chunks[-1])
+        if size >= limit:
+            break
+    return b"".join(chunks)
+
+
+def _describe_bytes(count: int) -> str:
+    return f"{count / 2**20:g} MiB" if count >= 2**20 else f"{count:,} bytes"
 
 
 def _decode_json(body: bytes) -> Any:

@@ -10,7 +10,8 @@ cooling down or already out for this task, and sends one request at a time:
   Retry-After, so the chain moves on at once and comes back round when the cool-down ends.
   A model that keeps failing is out for this task after ``max_retries_per_model`` retries,
   and cools down for every worker;
-- NEXT (quota, 401/403, 404): the model is out for this task and cools down for everybody;
+- NEXT (quota, 401/403, 404, an answer past the size cap): the model is out for this task
+  and cools down for everybody;
 - STOP (400 and other request errors): fail now, naming the model and what it said.
 
 When every remaining model is cooling, the router waits for the earliest cool-down to end if
@@ -45,6 +46,7 @@ from swarmd.llm.errors import (
 )
 from swarmd.llm.permits import PermitBroker, Sleep
 from swarmd.llm.providers import (
+    MAX_RESPONSE_BYTES,
     AnthropicProvider,
     HTTPProvider,
     MiniMaxProvider,
@@ -88,7 +90,9 @@ def create_http_client(
     return httpx.AsyncClient(transport=transport, trust_env=trust_env, verify=tls)
 
 
-def build_providers(config: ProviderConfig) -> dict[str, Provider]:
+def build_providers(
+    config: ProviderConfig, *, max_response_bytes: int = MAX_RESPONSE_BYTES
+) -> dict[str, Provider]:
     """One provider object per configured name, plus the offline ``echo``."""
     kinds: dict[str, type[HTTPProvider]] = {
         "openai": OpenAIProvider,
@@ -97,7 +101,8 @@ def build_providers(config: ProviderConfig) -> dict[str, Provider]:
     }
     providers: dict[str, Provider] = {"echo": EchoProvider()}
     for name, endpoint in config.endpoints.items():
-        providers[name] = kinds.get(name, OpenAICompatibleProvider)(endpoint)
+        kind = kinds.get(name, OpenAICompatibleProvider)
+        providers[name] = kind(endpoint, max_response_bytes=max_response_bytes)
     return providers
 
 
@@ -150,10 +155,11 @@ class Router:
         retry_after_cap: float = 60.0,
         cooldown_s: float = 60.0,
         timeouts: RequestTimeouts | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self._client = client
         self._config = providers
-        self._providers = build_providers(providers)
+        self._providers = build_providers(providers, max_response_bytes=max_response_bytes)
         self._broker = broker
         self._clock = clock
         self._sleep = sleep
@@ -198,6 +204,7 @@ class Router:
                 provider = self._provider_for(model)
                 if provider is None:
                     name = self._config.provider_name(model)
+                    # repr escapes what does not print, as quote would.
                     error = NotConfiguredError(model, f"no provider named {name!r} is configured")
                     run.record(model, error, 0.0)
                     run.out.add(model)

@@ -3,19 +3,16 @@
 ``blocks``      the ``<file path="...">`` blocks of an LLM reply, and its ``<think>`` to drop
 ``paths``       the path rules, and reads and writes that never leave the workspace
 ``workspace``   a task's workspace: its inputs, the reply files it writes, the outputs it keeps
-``archive``     task archives: deterministic tar.gz with ``manifest.json``; verification
+``archive``     task archives: deterministic tar.gz with ``manifest.json``
+``verify``      reading archives back: manifests, and verification that takes any file
 ``delivery``    a ticket's delivery archive, merged from its task archives
 """
 
-from swarmd.outputs.archive import (
-    ArchiveInfo,
-    read_archive_manifest,
-    verify_archive,
-    write_task_archive,
-)
+from swarmd.outputs.archive import ArchiveInfo, write_task_archive
 from swarmd.outputs.blocks import FileBlock, Refusal, parse_file_blocks, strip_think_blocks
 from swarmd.outputs.delivery import TaskArchiveRef, write_delivery_archive
 from swarmd.outputs.paths import check_relpath, safe_write
+from swarmd.outputs.verify import read_archive_manifest, verify_archive
 from swarmd.outputs.workspace import (
     OutputFile,
     WriteReport,

@@ -24,7 +24,6 @@ import json
 import os
 import tarfile
 import tempfile
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +33,13 @@ from typing import IO, Any, BinaryIO
 from swarmd.errors import OutputError
 from swarmd.outputs.paths import quote_path, walk_files
 from swarmd.outputs.workspace import CHUNK_BYTES, read_input_record, sha256_of
+from swarmd.text import plain_or_quoted, storable_text
 
 TASK_FORMAT = "swarmd-task-archive/1"
 FILES_PREFIX = "files/"
 MANIFEST_JSON = "manifest.json"
 MANIFEST_TXT = "manifest.txt"
 COMPRESS_LEVEL = 6  # gzip's own default, so archives cost what `tar czf` costs
-MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 RESERVED_KEYS = frozenset({"format", "files", "file_count", "total_bytes", "skipped"})
 
 
@@ -86,55 +85,6 @@ def write_task_archive(workspace: Path, dest: Path, *, manifest: Mapping[str, An
         }
         archive.add_bytes(MANIFEST_JSON, manifest_bytes(document))
     return archive.info(len(files), document["total_bytes"], skipped)
-
-
-def verify_archive(path: Path) -> list[str]:
-    """Each way ``path`` disagrees with its ``manifest.json``, first mismatch first; ``[]``: ok."""
-    found: dict[str, tuple[int, str]] = {}
-    problems: list[str] = []
-    manifest: Any = None
-    try:
-        with gzip.open(path, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
-            for member in tar:
-                name = member.name
-                if name == MANIFEST_JSON and member.isreg():
-                    manifest = _load_manifest(tar, member)
-                elif name == MANIFEST_TXT and member.isreg():
-                    continue
-                elif name.startswith(FILES_PREFIX) and member.isreg():
-                    relpath = name.removeprefix(FILES_PREFIX)
-                    if relpath in found:
-                        problems.append(f"file {quote_path(relpath)} appears twice")
-                    found[relpath] = (member.size, sha256_of(_member_file(tar, member)))
-                else:
-                    problems.append(f"the archive holds an unexpected member {quote_path(name)}")
-            # tar stops at its end marker; gzip checks its CRC and length only at the very end.
-            while gz.read(CHUNK_BYTES):
-                pass
-    except FileNotFoundError:
-        return [f"{path} does not exist"]
-    except OutputError as exc:
-        return [*problems, str(exc)]
-    except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:
-        return [*problems, f"{path} is not a whole, readable tar.gz archive: {exc}"]
-    if manifest is None:
-        return [*problems, "the archive has no manifest.json"]
-    return problems + _compare_with_manifest(manifest, found)
-
-
-def read_archive_manifest(path: Path) -> dict[str, Any]:
-    """The ``manifest.json`` of the archive at ``path``; ``OutputError`` if unreadable."""
-    try:
-        with tarfile.open(path, mode="r|gz") as tar:
-            for member in tar:
-                if member.name == MANIFEST_JSON and member.isreg():
-                    manifest = _load_manifest(tar, member)
-                    if _valid_files(manifest) is not None:
-                        return manifest  # type: ignore[no-any-return]
-                    break
-    except (OSError, EOFError, tarfile.TarError, zlib.error) as exc:
-        raise OutputError(f"cannot read the archive {path}: {exc}") from exc
-    raise OutputError(f"the archive {path} has no usable manifest.json")
 
 
 def manifest_bytes(document: Mapping[str, Any]) -> bytes:
@@ -241,7 +191,8 @@ class ArchiveWriter:
                 os.unlink(self._temp)
 
     def _write_error(self, exc: OSError) -> OutputError:
-        return OutputError(f"cannot write the archive {self.dest}: {exc.strerror or exc}")
+        shown = plain_or_quoted(str(self.dest), 1024)
+        return OutputError(f"cannot write the archive {shown}: {exc.strerror or exc}")
 
 
 class _Sink:
@@ -303,74 +254,31 @@ def _member_info(name: str, size: int, executable: bool) -> tarfile.TarInfo:
     return info
 
 
-def _member_file(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
-    file = tar.extractfile(member)
-    if file is None:
-        raise OutputError(f"member {quote_path(member.name)} has no data")
-    return file
-
-
-def _load_manifest(tar: tarfile.TarFile, member: tarfile.TarInfo) -> Any:
-    if member.size > MAX_MANIFEST_BYTES:
-        raise OutputError("manifest.json is implausibly large")
-    try:
-        return json.loads(_member_file(tar, member).read())
-    except ValueError as exc:
-        raise OutputError(f"manifest.json is not valid JSON: {exc}") from exc
-
-
-def _compare_with_manifest(manifest: Any, found: dict[str, tuple[int, str]]) -> list[str]:
-    listed = _valid_files(manifest)
-    if listed is None:
-        return ["manifest.json has no valid list of files"]
-    problems: list[str] = []
-    unseen = dict(found)
-    for entry in listed:
-        path, size, sha256 = entry["path"], entry["size"], entry["sha256"]
-        actual = unseen.pop(path, None)
-        if actual is None:
-            where = "twice in the manifest" if path in found else "missing from the archive"
-            problems.append(f"file {quote_path(path)} is {where}")
-        elif actual[0] != size:
-            problems.append(
-                f"file {quote_path(path)} has {actual[0]} bytes; the manifest says {size}"
-            )
-        elif actual[1] != sha256:
-            problems.append(f"file {quote_path(path)} does not match its sha256 in the manifest")
-    problems.extend(f"file {quote_path(path)} is not in the manifest" for path in unseen)
-    if manifest.get("file_count") != len(listed):
-        problems.append(f"the manifest's file_count is not its {len(listed)} files")
-    if manifest.get("total_bytes") != sum(entry["size"] for entry in listed):
-        problems.append("the manifest's total_bytes is not the sum of its file sizes")
-    return problems
-
-
-def _valid_files(manifest: Any) -> list[Any] | None:
-    """The manifest's ``files`` list if it is a list of well-formed entries, else None."""
-    files = manifest.get("files") if isinstance(manifest, dict) else None
-    if isinstance(files, list) and all(_is_file_entry(entry) for entry in files):
-        return files
-    return None
-
-
-def _is_file_entry(entry: Any) -> bool:
-    return (
-        isinstance(entry, dict)
-        and isinstance(entry.get("path"), str)
-        and isinstance(entry.get("size"), int)
-        and isinstance(entry.get("sha256"), str)
-    )
-
-
 def _checked_metadata(manifest: Mapping[str, Any]) -> dict[str, Any]:
     reserved = RESERVED_KEYS.intersection(manifest)
     if reserved:
         raise OutputError(f"manifest metadata may not set {', '.join(sorted(reserved))}")
+    metadata = storable_json(dict(manifest))
     try:
-        manifest_bytes(manifest)
+        manifest_bytes(metadata)
     except (TypeError, ValueError) as exc:
         raise OutputError(f"manifest metadata is not plain JSON data: {exc}") from exc
-    return dict(manifest)
+    return metadata  # type: ignore[no-any-return]
+
+
+def storable_json(value: Any) -> Any:
+    """``value`` with every string made storable as UTF-8: lone surrogates spelt ``\\udcff``.
+
+    A provider's JSON may spell lone surrogates (``"\\ud800"``) and a reply's paths may hold
+    them; as they are, they would make the manifest unencodable, and the whole task fail.
+    """
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable_json(key): storable_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_json(item) for item in value]
+    return value
 
 
 def _fsync_directory(directory: Path) -> None:

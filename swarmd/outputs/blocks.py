@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from swarmd.outputs.paths import quote_path
+from swarmd.text import storable_text
 
 # The path is bounded so a stray `<file path="` cannot make each search scan the whole reply.
 _OPENING = re.compile(r"""<file\s+path\s*=\s*(?:"([^"]{0,5000})"|'([^']{0,5000})')\s*>""")
@@ -32,8 +33,15 @@ class FileBlock:
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
+    """A block that was not written. Both texts are safe to keep in a manifest as they are:
+    ``path`` is the reply's, with lone surrogates spelt out (``\\udcff``); ``reason`` shows the
+    path quoted and escaped."""
+
     path: str
     reason: str  # one sentence naming the path and what was wrong with it
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", storable_text(self.path))
 
 
 def parse_file_blocks(reply: str) -> tuple[list[FileBlock], list[Refusal]]:

@@ -23,11 +23,11 @@ from swarmd.outputs.archive import (
     MANIFEST_TXT,
     ArchiveInfo,
     ArchiveWriter,
-    _member_file,
     manifest_bytes,
-    read_archive_manifest,
 )
 from swarmd.outputs.paths import format_size, quote_path
+from swarmd.outputs.verify import member_file, read_archive_manifest
+from swarmd.text import escape
 
 DELIVERY_FORMAT = "swarmd-delivery/1"
 
@@ -145,7 +145,7 @@ def _copy_task_files(
                 entry = wanted.get(path) if member.name.startswith(FILES_PREFIX) else None
                 if entry is None or not member.isreg():
                     continue
-                source = _member_file(tar, member)
+                source = member_file(tar, member)
                 executable = bool(member.mode & 0o111)
                 digest = archive.add_stream(path, source, member.size, executable=executable)
                 if digest != entry["sha256"] or member.size != entry["size"]:
@@ -196,4 +196,5 @@ def _count(number: int, noun: str) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """``text`` as one line people can ``cat`` safely: a task's error may quote anything."""
+    return escape(" ".join(text.split()))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import secrets
 import stat
@@ -20,10 +19,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from swarmd.errors import OutputError, UnsafePathError
+from swarmd.text import plain_or_quoted, quote, unsafe_in_line
 
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
 MAX_DEPTH = 64
+SHOWN_PATH_CHARS = 200
+"""Characters of a path a message shows before it shortens it."""
 INTERNAL_DIR = ".swarmd"
 """swarmd's own files in a workspace (the input record); never part of the outputs."""
 
@@ -42,13 +44,8 @@ _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOE
 
 
 def quote_path(path: str) -> str:
-    """A path as messages show it: double-quoted, with NUL, newlines and the like escaped."""
-    shown = json.dumps(path, ensure_ascii=False)
-    try:
-        shown.encode("utf-8")
-    except UnicodeEncodeError:  # a name on disk that is not UTF-8 holds lone surrogates
-        return json.dumps(path)
-    return shown
+    """A path as messages show it: quoted, hidden characters escaped (see ``swarmd.text``)."""
+    return quote(path, SHOWN_PATH_CHARS)
 
 
 def format_size(count: int) -> str:
@@ -92,7 +89,7 @@ def _character_problem(relpath: str) -> str | None:
         return "holds a NUL byte"
     if "\n" in relpath or "\r" in relpath:
         return "holds a newline"
-    if any(ord(char) < 32 or ord(char) == 127 for char in relpath):
+    if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in relpath):  # C0, DEL, C1
         return "holds a control character"
     if "\\" in relpath:
         return "holds a backslash"
@@ -100,6 +97,9 @@ def _character_problem(relpath: str) -> str | None:
         relpath.encode("utf-8")
     except UnicodeEncodeError:  # a name on disk that is not UTF-8 decodes to surrogates
         return "is not valid UTF-8"
+    hidden = unsafe_in_line(relpath)
+    if hidden is not None:  # a bidi override can make "x\u202egnp.exe" show as "xexe.png"
+        return f"holds U+{ord(hidden):04X}, an invisible formatting character"
     return None
 
 
@@ -221,7 +221,8 @@ def _open_root(workspace: Path) -> int:
     try:
         return os.open(workspace, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
-        raise OutputError(f"cannot open the workspace {workspace}: {exc.strerror}") from exc
+        shown = plain_or_quoted(str(workspace), 1024)
+        raise OutputError(f"cannot open the workspace {shown}: {exc.strerror}") from exc
 
 
 @contextlib.contextmanager

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any, NoReturn
 
 from swarmd.errors import TicketError
+from swarmd.text import quote, unsafe_in_line
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 """Task and agent names: no dots, so ``TICKET.TASK`` splits unambiguously."""
@@ -20,6 +21,12 @@ CHECK_FIELDS: dict[str, frozenset[str]] = {
     "command_succeeds": frozenset({"command"}),
 }
 """The verify checks, each with the fields it requires (and the only ones it accepts)."""
+
+MAX_MODEL_CHARS = 200
+
+MAX_SECONDS = 365 * 24 * 3600
+"""The longest a timeout may be: a year. Past it a deadline is a mistake (and a float past
+about 1e308 is infinite)."""
 
 
 class FieldReader:
@@ -68,9 +75,18 @@ class FieldReader:
             self.refuse(f'field "{field}" is empty')
         if len(value) > max_chars:
             self.refuse(f'field "{field}" is longer than {max_chars} characters')
-        if any(ord(char) < 32 or ord(char) == 127 for char in value):
-            self.refuse(f'field "{field}" must be one line without control characters')
+        self._refuse_unsafe_in_line(value, f'field "{field}"')
         return value
+
+    def _refuse_unsafe_in_line(self, value: str, label: str) -> None:
+        unsafe = unsafe_in_line(value)
+        if unsafe is None:
+            return
+        if unicodedata.category(unsafe) in ("Cc", "Zl", "Zp"):
+            self.refuse(f"{label} must be one line without control characters")
+        self.refuse(
+            f"{label} holds U+{ord(unsafe):04X}, an invisible formatting character: use plain text"
+        )
 
     def prompt(self, field: str, *, max_bytes: int) -> str | None:
         value = self.data.get(field)
@@ -79,6 +95,11 @@ class FieldReader:
         value = self._string(value, f'field "{field}"')
         if not value.strip():
             self.refuse(f'field "{field}" is empty')
+        if "\0" in value:
+            # A prompt reaches commands as an argument ({prompt}), and no argument can hold it.
+            self.refuse(
+                f'field "{field}" holds a NUL character (U+0000), which no program can receive'
+            )
         size = len(value.encode("utf-8"))
         if size > max_bytes:
             self.refuse(f'field "{field}" is {size:,} bytes, over the limit of {max_bytes:,}')
@@ -126,8 +147,12 @@ class FieldReader:
         )
         if not argv[0].strip():
             self.refuse(f"{label} starts with an empty program name")
-        if any("\0" in arg for arg in argv):
-            self.refuse(f"{label} holds a NUL byte, which no program can receive")
+        for number, arg in enumerate(argv, start=1):
+            if "\0" in arg:
+                self.refuse(
+                    f"{label} item {number} holds a NUL character (U+0000), "
+                    "which no program can receive"
+                )
         return argv
 
     def integer(self, field: str, *, minimum: int, maximum: int) -> int | None:
@@ -136,12 +161,16 @@ class FieldReader:
             self.refuse(f'field "{field}" must be between {minimum} and {maximum}')
         return value  # type: ignore[no-any-return]
 
-    def positive_number(self, field: str) -> float | None:
+    def seconds(self, field: str) -> float | None:
+        """A positive, finite number of seconds, at most ``MAX_SECONDS``."""
         value = self._typed(field, (int, float), "a number")
         if value is None:
             return None
-        if not math.isfinite(value) or value <= 0:
-            self.refuse(f'field "{field}" must be a positive number of seconds')
+        # Compared before float(): an integer of 400 digits does not fit in a float.
+        if not (0 < value <= MAX_SECONDS) or not math.isfinite(value):
+            self.refuse(
+                f'field "{field}" must be a positive number of seconds, at most {MAX_SECONDS:,}'
+            )
         return float(value)
 
     def boolean(self, field: str) -> bool | None:
@@ -159,6 +188,11 @@ class FieldReader:
             provider, _, name = model.partition("/")
             if not provider or not name or model != model.strip() or " " in model:
                 self.refuse(f'field "{field}" entry {quote(model)} must be named provider/model')
+            if unsafe_in_line(model) is not None or len(model) > MAX_MODEL_CHARS:
+                self.refuse(
+                    f'field "{field}" entry {quote(model)} must be one line of plain text, '
+                    f"at most {MAX_MODEL_CHARS} characters"
+                )
         return models
 
     def checks(self, field: str) -> tuple[dict[str, Any], ...] | None:
@@ -213,13 +247,3 @@ def describe_kind(value: object) -> str:
     if value is None:
         return "null"
     return f"a {type(value).__name__}"  # TOML dates and times
-
-
-def quote(text: str) -> str:
-    """A user's string in double quotes, with control characters escaped."""
-    shown = json.dumps(text, ensure_ascii=False)
-    try:
-        shown.encode("utf-8")
-    except UnicodeEncodeError:  # JSON escapes can spell lone surrogates
-        return json.dumps(text)
-    return shown

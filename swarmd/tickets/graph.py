@@ -9,7 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 from swarmd.errors import TicketError
 from swarmd.models import TaskSpec
-from swarmd.tickets.fields import quote
+from swarmd.text import quote
 
 MAX_TASKS = 10_000
 SHOWN_CYCLE_TASKS = 12

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import stat
 import tomllib
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
@@ -11,11 +13,17 @@ from typing import Any, Literal, NoReturn
 
 from swarmd.errors import TicketError
 from swarmd.models import TaskSpec, TicketSpec
-from swarmd.tickets.fields import FieldReader, describe_kind, quote
+from swarmd.text import plain_or_quoted, quote
+from swarmd.tickets.fields import FieldReader, describe_kind
 from swarmd.tickets.graph import MAX_TASKS, order_tasks, validate_task_graph
 
 MAX_PROMPT_BYTES = 1_000_000
-MAX_TICKET_FILE_BYTES = 64 * 1024 * 1024
+MAX_TICKET_FILE_BYTES = 16 * 1024 * 1024
+"""Parsing costs memory ~10-25 times the file's size in the worst shapes: this bounds it."""
+MAX_TABLES = 4 * MAX_TASKS + 1000
+"""Tables a JSON ticket may hold (its tasks, and their checks): more is refused mid-parse."""
+MAX_INTEGER_DIGITS = 40
+SHOWN_PATH_CHARS = 1024
 MAX_TITLE_CHARS = 200
 MAX_KEY_CHARS = 200
 MAX_ATTEMPTS_LIMIT = 100
@@ -50,17 +58,13 @@ _INT64 = 2**63
 
 
 def load_ticket_file(path: Path) -> TicketSpec:
-    """Read and validate a ticket file; the format follows the extension, else the content."""
-    source = str(path)
-    try:
-        with open(path, "rb") as file:
-            raw = file.read(MAX_TICKET_FILE_BYTES + 1)
-    except OSError as exc:
-        raise TicketError(f"{source}: cannot read the ticket file: {exc.strerror or exc}") from exc
-    if len(raw) > MAX_TICKET_FILE_BYTES:
-        raise TicketError(
-            f"{source}: the ticket file is larger than {MAX_TICKET_FILE_BYTES // 2**20} MiB"
-        )
+    """Read and validate a ticket file; the format follows the extension, else the content.
+
+    Only a regular file is read: a FIFO, a device, a socket or a directory is refused at once,
+    never waited on.
+    """
+    source = plain_or_quoted(str(path), SHOWN_PATH_CHARS)
+    raw = _read_regular_file(path, source)
     return parse_ticket_text(raw, fmt=_guess_format(path, raw), source=source)
 
 
@@ -199,7 +203,7 @@ def _parse_task(item: Any, number: int, default_agent: str, source: str) -> Task
         needs=fields.names("needs") or (),
         priority=fields.integer("priority", minimum=-_INT64, maximum=_INT64 - 1),
         max_attempts=fields.integer("max_attempts", minimum=1, maximum=MAX_ATTEMPTS_LIMIT),
-        timeout_seconds=fields.positive_number("timeout_seconds"),
+        timeout_seconds=fields.seconds("timeout_seconds"),
         model=fields.models("model"),
         checks=fields.checks("checks") or (),
     )
@@ -223,6 +227,54 @@ def _check_agent_inputs(task: TaskSpec, agent: str, where: str) -> None:
     named = agent not in PROMPT_AGENTS | {COMMAND_AGENT, VERIFY_AGENT}
     if named and task.prompt is None and task.command is None:
         raise TicketError(f'{where}: agent "{agent}" needs a "prompt" or a "command"')
+
+
+def _read_regular_file(path: Path, source: str) -> bytes:
+    """The bytes of the regular file at ``path``; ``TicketError`` for anything else."""
+    try:
+        _refuse_non_regular(os.stat(path).st_mode, source)
+        # O_NONBLOCK: a FIFO swapped in after the stat must not make the open wait for a
+        # writer; the fstat then judges the file actually opened.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise TicketError(f"{source}: cannot read the ticket file: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # a NUL in the path
+        raise TicketError(f"{source}: cannot read the ticket file: {exc}") from exc
+    try:
+        info = os.fstat(fd)
+        _refuse_non_regular(info.st_mode, source)
+        if info.st_size > MAX_TICKET_FILE_BYTES:
+            _refuse_too_large(source)
+        with open(fd, "rb", closefd=False) as file:
+            raw = file.read(MAX_TICKET_FILE_BYTES + 1)
+    except OSError as exc:
+        raise TicketError(f"{source}: cannot read the ticket file: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_TICKET_FILE_BYTES:  # it grew, or its size was not known
+        _refuse_too_large(source)
+    return raw
+
+
+def _refuse_non_regular(mode: int, source: str) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kinds = {
+        stat.S_ISDIR: "a directory",
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+    }
+    kind = next((name for test, name in kinds.items() if test(mode)), "an unknown kind of file")
+    # Worded as strerror words EISDIR, which is what reading a directory used to report.
+    raise TicketError(f"{source}: cannot read the ticket file: Is {kind}, not a regular file")
+
+
+def _refuse_too_large(source: str) -> NoReturn:
+    raise TicketError(
+        f"{source}: the ticket file is larger than {MAX_TICKET_FILE_BYTES // 2**20} MiB"
+    )
 
 
 def _title_from_prompt(prompt: str) -> str:
@@ -256,10 +308,19 @@ def _load_toml(text: str, source: str) -> Any:
         raise TicketError(f"{source}: invalid TOML: {exc}") from exc
     except RecursionError as exc:
         raise TicketError(f"{source}: invalid TOML: nested too deeply") from exc
+    except ValueError as exc:  # int() refuses integers of thousands of digits
+        raise TicketError(f"{source}: invalid TOML: a number is too long to read") from exc
 
 
 def _load_json(text: str, source: str) -> Any:
+    tables = 0
+
     def refuse_duplicates(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal tables
+        tables += 1
+        if tables > MAX_TABLES:
+            # Refused mid-parse: a file of millions of empty tables would take gigabytes.
+            raise TicketError(f"{source}: invalid ticket: more than {MAX_TABLES:,} tables")
         table: dict[str, Any] = {}
         for key, value in pairs:
             if key in table:
@@ -270,8 +331,20 @@ def _load_json(text: str, source: str) -> Any:
     def refuse_constant(name: str) -> NoReturn:
         raise TicketError(f"{source}: invalid JSON: {name} is not a number JSON allows")
 
+    def bounded_int(digits: str) -> int:
+        if len(digits.lstrip("-")) > MAX_INTEGER_DIGITS:
+            raise TicketError(
+                f"{source}: invalid JSON: the integer {quote(digits, 20)} is too large"
+            )
+        return int(digits)
+
     try:
-        return json.loads(text, object_pairs_hook=refuse_duplicates, parse_constant=refuse_constant)
+        return json.loads(
+            text,
+            object_pairs_hook=refuse_duplicates,
+            parse_constant=refuse_constant,
+            parse_int=bounded_int,
+        )
     except json.JSONDecodeError as exc:
         raise TicketError(
             f"{source}: invalid JSON on line {exc.lineno}, column {exc.colno}: {exc.msg}"

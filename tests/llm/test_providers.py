@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
 from swarmd.llm.echo import answer_offline
-from swarmd.llm.errors import MalformedResponseError, RateLimitedError
+from swarmd.llm.errors import (
+    BadRequestError,
+    MalformedResponseError,
+    RateLimitedError,
+    ResponseTooLargeError,
+)
 from swarmd.llm.providers import (
     Endpoint,
     ProviderConfig,
@@ -280,3 +286,60 @@ def test_recorded_request_bodies_are_json(fake_llm: FakeLLMServer) -> None:
     body: dict[str, Any] = response.json()
     assert body["choices"][0]["message"]["role"] == "assistant"
     assert json.dumps(fake_llm.requests("m")[0].to_dict())
+
+
+async def test_streamed_answer_without_a_length_is_cut_off_at_the_cap() -> None:
+    sent: list[int] = []
+
+    async def endless_body() -> AsyncIterator[bytes]:
+        yield b'{"choices": [{"message": {"content": "'
+        for _ in range(10_000):  # 640 MB, if anybody read it all
+            sent.append(1)
+            yield b"z" * 65536
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=endless_body()))
+    config = ProviderConfig(endpoints={"openai": Endpoint("https://example.test/v1", "k")})
+    provider = build_providers(config, max_response_bytes=2**20)["openai"]
+
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(ResponseTooLargeError, match="larger than 1 MiB"):
+            await provider.complete(
+                client,
+                "openai/gpt-x",
+                "gpt-x",
+                REQUEST,
+                http_timeout=httpx.Timeout(5.0),
+                clock=time.time,
+            )
+
+    assert len(sent) <= 17  # 1 MiB and a chunk, not the whole stream
+
+
+async def test_provider_message_is_escaped_and_shortened() -> None:
+    message = "bad \x1b[2J\u202eevil " + "w" * 5000
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(400, json={"error": {"message": message}})
+    )
+    config = ProviderConfig(endpoints={"openai": Endpoint("https://example.test/v1", "k")})
+
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(BadRequestError) as caught:
+            await ask(config, client, "openai/gpt-x")
+
+    detail = caught.value.detail or ""
+    assert detail.startswith("bad \\u001b[2J\\u202eevil ")
+    assert len(detail) < 400
+    assert "\x1b" not in str(caught.value) and "\u202e" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("::1", "http://[::1]:11434/v1"),
+        ("http://::1", "http://[::1]/v1"),
+        ("[::1]", "http://[::1]:11434/v1"),
+        ("::", "http://127.0.0.1:11434/v1"),
+    ],
+)
+def test_ollama_host_as_a_bare_ipv6_address(host: str, expected: str) -> None:
+    assert ollama_base_url(host) == expected

@@ -457,3 +457,51 @@ def test_outcome_survives_a_json_round_trip() -> None:
     outcome = Outcome(ok=False, status=429, disposition="retry", retry_after=3.0, cool_until=9.0)
 
     assert Outcome.from_dict(outcome.to_dict()) == outcome
+
+
+# -- answers past the size cap -----------------------------------------------------------------
+
+
+async def test_answer_past_the_size_cap_moves_on_to_the_next_model(
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
+) -> None:
+    fake_llm.script("a", default=Fault.ok("x" * 300_000))
+
+    result = await make_router(max_response_bytes=100_000).complete(
+        REQUEST, ["openai/a", "anthropic/b"], deadline=deadline(fake_time)
+    )
+
+    assert result.response.model == "anthropic/b"
+    assert [(t.model, t.outcome) for t in result.tries] == [
+        ("openai/a", "too_large"),
+        ("anthropic/b", "ok"),
+    ]
+    assert result.tries[0].error == (
+        "the answer is larger than 100,000 bytes, the most swarmd reads of one answer"
+    )
+    assert fake_llm.count("a") == 1  # not asked again: the same answer would come back
+
+
+async def test_answer_past_the_size_cap_of_a_lone_model_fails_naming_the_cap(
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
+) -> None:
+    fake_llm.script("a", default=Fault.ok("x" * (2 * 2**20)))
+
+    with pytest.raises(AllModelsFailedError) as caught:
+        await make_router(max_response_bytes=2**20).complete(
+            REQUEST, ["openai/a"], deadline=deadline(fake_time)
+        )
+
+    assert "openai/a: the answer is larger than 1 MiB" in str(caught.value)
+
+
+async def test_answer_within_the_size_cap_is_read_whole(
+    make_router: Any, fake_llm: FakeLLMServer, fake_time: FakeClock
+) -> None:
+    fake_llm.script("a", default=Fault.ok("y" * 50_000))
+
+    result = await make_router(max_response_bytes=100_000).complete(
+        REQUEST, ["openai/a"], deadline=deadline(fake_time)
+    )
+
+    assert result.response.text == "y" * 50_000

@@ -242,3 +242,30 @@ def test_safe_write_refuses_a_fifo_as_the_file(workspace: Path) -> None:
     os.mkfifo(workspace / "pipe")
     with pytest.raises(UnsafePathError, match='path "pipe" is not a regular file'):
         safe_write(workspace, "pipe", b"x")
+
+
+@pytest.mark.parametrize(
+    ("path", "kept_as", "reason"),
+    [
+        ("bad\udcff.txt", "bad\\udcff.txt", 'path "bad\\udcff.txt" is not valid UTF-8'),
+        ("ev\u202egnp.exe", "ev\u202egnp.exe", 'path "ev\\u202egnp.exe" holds U+202E'),
+        ("zw\u200b.txt", "zw\u200b.txt", 'path "zw\\u200b.txt" holds U+200B'),
+        ("csi\x9b.txt", "csi\x9b.txt", 'path "csi\\u009b.txt" holds a control character'),
+    ],
+    ids=["lone-surrogate", "bidi-override", "zero-width-space", "c1-control"],
+)
+def test_hostile_path_is_refused_and_kept_storable_beside_the_rest(
+    workspace: Path, path: str, kept_as: str, reason: str
+) -> None:
+    report = write_reply_files(workspace, block(path) + block("ok.txt", "fine"))
+    assert report.written == ["ok.txt"]
+    assert [r.path for r in report.refused] == [kept_as]
+    assert report.refused[0].reason.startswith(reason)
+    report.refused[0].path.encode("utf-8")  # storable as it is in a manifest
+    assert report.refused[0].reason.isprintable()
+
+
+def test_very_long_hostile_path_is_shortened_in_the_reason(workspace: Path) -> None:
+    report = write_reply_files(workspace, block("../" * 1500 + "x"))
+    assert len(report.refused[0].reason) < 300
+    assert "…" in report.refused[0].reason

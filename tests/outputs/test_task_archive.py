@@ -181,6 +181,23 @@ def test_metadata_may_not_set_a_reserved_key(tmp_path: Path, key: str) -> None:
     assert not (tmp_path / "a.tar.gz").exists()
 
 
+def test_metadata_with_lone_surrogates_is_kept_as_valid_utf8_json(tmp_path: Path) -> None:
+    workspace = make_workspace(tmp_path / "ws", {"a": b"a"})
+    refused = [{"path": "bad\udcff.txt", "reason": "not valid UTF-8"}]
+    tries = [{"model": "openai/x", "error": "provider said \ud800"}]
+
+    info = write_task_archive(
+        workspace, tmp_path / "a.tar.gz", manifest={"refused": refused, "tries": tries}
+    )
+
+    with tarfile.open(info.path) as tar:
+        raw = tar.extractfile("manifest.json").read()  # type: ignore[union-attr]
+    document = json.loads(raw.decode("utf-8"))
+    assert document["refused"][0]["path"] == "bad\\udcff.txt"
+    assert document["tries"][0]["error"] == "provider said \\ud800"
+    assert verify_archive(info.path) == []
+
+
 def test_metadata_that_is_not_json_is_refused(tmp_path: Path) -> None:
     workspace = make_workspace(tmp_path / "ws", {"a": b"a"})
     with pytest.raises(OutputError, match="manifest metadata is not plain JSON data"):

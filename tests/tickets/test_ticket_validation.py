@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
 from swarmd.errors import InputError, TicketError
-from swarmd.tickets import MAX_PROMPT_BYTES, MAX_TASKS, load_ticket_file, parse_ticket_data
+from swarmd.tickets import (
+    MAX_PROMPT_BYTES,
+    MAX_TASKS,
+    load_ticket_file,
+    parse_ticket_data,
+    parse_ticket_text,
+)
 
 BAD_TICKETS = Path(__file__).parent / "bad_tickets"
 
@@ -136,3 +145,158 @@ def test_unknown_field_of_a_task_without_a_valid_name_names_its_position() -> No
 def test_source_defaults_to_a_placeholder_for_data() -> None:
     with pytest.raises(TicketError, match=r"^<ticket>: missing required field \"title\""):
         parse_ticket_data({"tasks": [{"name": "a", "prompt": "p"}]})
+
+
+# -- hostile files and values ----------------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+def test_fifo_is_refused_at_once_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "ticket.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(TicketError, match="cannot read the ticket file: Is a FIFO"):
+        load_ticket_file(fifo)
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [("/dev/zero", "a character device"), ("/dev/null", "a character device")],
+)
+def test_device_is_refused_without_reading_it(path: str, kind: str) -> None:
+    with pytest.raises(TicketError, match=f"Is {kind}, not a regular file"):
+        load_ticket_file(Path(path))
+
+
+def test_unix_socket_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        with pytest.raises(TicketError, match="Is a socket, not a regular file"):
+            load_ticket_file(path)
+
+
+def test_symlink_to_a_device_is_refused(tmp_path: Path) -> None:
+    link = tmp_path / "ticket.toml"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(TicketError, match="Is a character device"):
+        load_ticket_file(link)
+
+
+def test_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "sparse.json"
+    with path.open("wb") as file:
+        file.truncate(64 * 2**30)  # sparse: 64 GiB declared, nothing on disk
+    with pytest.raises(TicketError, match="larger than 16 MiB"):
+        load_ticket_file(path)
+
+
+def test_path_with_a_bidi_override_is_quoted_in_the_message(tmp_path: Path) -> None:
+    path = tmp_path / "evil\u202egnp.json"
+    path.write_text("{")
+    with pytest.raises(TicketError) as caught:
+        load_ticket_file(path)
+    message = str(caught.value)
+    assert "\u202e" not in message
+    assert message.startswith('"') and "evil\\u202egnp.json" in message
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"title": "t", "prompt": "a\0b"}, 'field "prompt" holds a NUL character (U+0000)'),
+        (
+            {"title": "t", "tasks": [{"name": "a", "prompt": "x\0"}]},
+            'task "a": field "prompt" holds a NUL character',
+        ),
+        (
+            {"title": "t", "tasks": [{"name": "a", "agent": "command", "command": ["x", "\0"]}]},
+            'field "command" item 2 holds a NUL character',
+        ),
+        ({"title": "t\0", "prompt": "p"}, 'field "title" must be one line'),
+        ({"title": "t", "key": "k\x9b", "prompt": "p"}, 'field "key" must be one line'),
+        ({"title": "a\u202eb", "prompt": "p"}, 'field "title" holds U+202E'),
+        ({"title": "a\u200bb", "prompt": "p"}, 'field "title" holds U+200B'),
+        ({"title": "a\u2028b", "prompt": "p"}, 'field "title" must be one line'),
+        ({"title": "t", "prompt": "p", "model": "a/b\0"}, 'entry "a/b\\u0000" must be one line'),
+        ({"title": "t", "prompt": "p", "model": "a/b\u202e"}, "must be one line of plain text"),
+        (
+            {"title": "t", "tasks": [{"name": "a", "prompt": "p", "timeout_seconds": 10**400}]},
+            'field "timeout_seconds" must be a positive number of seconds, at most 31,536,000',
+        ),
+        (
+            {"title": "t", "tasks": [{"name": "a", "prompt": "p", "timeout_seconds": 1e308}]},
+            "at most 31,536,000",
+        ),
+    ],
+    ids=[
+        "nul-in-prompt",
+        "nul-in-task-prompt",
+        "nul-in-argv",
+        "nul-in-title",
+        "c1-control-in-key",
+        "bidi-override-in-title",
+        "zero-width-space-in-title",
+        "line-separator-in-title",
+        "nul-in-model",
+        "bidi-in-model",
+        "huge-integer-timeout",
+        "huge-float-timeout",
+    ],
+)
+def test_hostile_value_is_refused_at_submit(data: dict[str, object], expected: str) -> None:
+    with pytest.raises(TicketError) as caught:
+        parse_ticket_data(data)
+    assert expected in str(caught.value)
+
+
+def test_emoji_joined_by_zero_width_joiners_is_a_fine_title() -> None:
+    title = "Family \U0001f468\u200d\U0001f469\u200d\U0001f467 page"
+    assert parse_ticket_data({"title": title, "prompt": "p"}).title == title
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("ev\u202eil", '"ev\\u202eil"'),
+        ("zero\u200bwidth", '"zero\\u200bwidth"'),
+        ("bell\x07", '"bell\\u0007"'),
+        ("x" * 5000, '"' + "x" * 80 + '…"'),
+    ],
+    ids=["bidi-override", "zero-width", "control", "long"],
+)
+def test_hostile_task_name_is_quoted_safely(name: str, shown: str) -> None:
+    with pytest.raises(TicketError) as caught:
+        parse_ticket_data({"title": "t", "tasks": [{"name": name, "prompt": "p"}]})
+    message = str(caught.value)
+    assert f'field "name" is {shown}:' in message
+    assert name not in message
+
+
+def test_unknown_need_of_a_megabyte_is_shortened_in_the_message() -> None:
+    need = "n" * 1_000_000
+    with pytest.raises(TicketError) as caught:
+        parse_ticket_data({"title": "t", "tasks": [{"name": "a", "prompt": "p", "needs": [need]}]})
+    assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize(
+    ("text", "fmt", "expected"),
+    [
+        ('{"title": "t", "prompt": "p", "priority": ' + "9" * 5000 + "}", "json", "too large"),
+        ('title = "t"\nprompt = "p"\npriority = ' + "9" * 5000, "toml", "too long to read"),
+        ('title = "t"\nprompt = "p"\npriority = 18446744073709551616', "toml", "between"),
+        ('{"title": "t", "prompt": "p", "priority": 18446744073709551616}', "json", "between"),
+    ],
+    ids=["json-5000-digits", "toml-5000-digits", "toml-2**64", "json-2**64"],
+)
+def test_huge_integer_is_a_clear_error(
+    text: str, fmt: Literal["toml", "json"], expected: str
+) -> None:
+    with pytest.raises(TicketError, match=expected):
+        parse_ticket_text(text, fmt=fmt)
+
+
+def test_json_of_millions_of_tables_is_refused_mid_parse() -> None:
+    text = '{"title": "t", "tasks": [' + ",".join(["{}"] * 2_000_000) + "]}"
+    with pytest.raises(TicketError, match="more than 41,000 tables"):
+        parse_ticket_text(text, fmt="json")
