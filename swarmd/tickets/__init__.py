@@ -2,7 +2,7 @@
 
 The schema (DESIGN.md §6)::
 
-    title = "Landing page"     # required, unless a top-level prompt can lend its first line
+    title = "Landing page"     # optional: the prompt's first line, else the file's stem
     agent = "llm"              # default agent of the tasks: echo | command | llm | a named agent
     priority = 0               # higher runs first
     key = "landing-v1"         # idempotency key: submitting it again returns the same ticket

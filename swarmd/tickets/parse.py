@@ -13,7 +13,7 @@ from typing import Any, Literal, NoReturn
 
 from swarmd.errors import TicketError
 from swarmd.models import TaskSpec, TicketSpec
-from swarmd.text import plain_or_quoted, quote
+from swarmd.text import escape, plain_or_quoted, quote
 from swarmd.tickets.fields import FieldReader, describe_kind
 from swarmd.tickets.graph import MAX_TASKS, order_tasks, validate_task_graph
 
@@ -28,6 +28,8 @@ MAX_TITLE_CHARS = 200
 MAX_KEY_CHARS = 200
 MAX_ATTEMPTS_LIMIT = 100
 SHORTHAND_TITLE_CHARS = 80
+UNTITLED = "untitled"
+"""The title of a ticket that names none, has no prompt, and came from no file."""
 
 DEFAULT_AGENT = "llm"
 MAIN_TASK = "main"
@@ -65,13 +67,32 @@ def load_ticket_file(path: Path) -> TicketSpec:
     """
     source = plain_or_quoted(str(path), SHOWN_PATH_CHARS)
     raw = _read_regular_file(path, source)
-    return parse_ticket_text(raw, fmt=_guess_format(path, raw), source=source)
+    return parse_ticket_text(
+        raw, fmt=_guess_format(path, raw), source=source, default_title=title_from_path(path)
+    )
+
+
+def title_from_path(path: Path) -> str:
+    """The title a ticket file lends a ticket that names none: its stem, made one safe line.
+
+    A file name may hold what a title may not (a newline, a bidi override, bytes that are not
+    UTF-8): those are escaped, as messages escape them, rather than refused.
+    """
+    stem = escape(path.stem.strip())
+    return stem[:MAX_TITLE_CHARS].rstrip() or UNTITLED
 
 
 def parse_ticket_text(
-    text: str | bytes, *, fmt: Literal["toml", "json"], source: str = "<ticket>"
+    text: str | bytes,
+    *,
+    fmt: Literal["toml", "json"],
+    source: str = "<ticket>",
+    default_title: str | None = None,
 ) -> TicketSpec:
-    """Parse a ticket from its text (bytes must be UTF-8; a leading BOM is allowed)."""
+    """Parse a ticket from its text (bytes must be UTF-8; a leading BOM is allowed).
+
+    ``default_title`` is the title of a ticket that names none and has no top-level prompt.
+    """
     if isinstance(text, bytes):
         text = _decode_utf8(text, source)
     text = text.removeprefix("\ufeff")
@@ -80,11 +101,17 @@ def parse_ticket_text(
     data = _load_toml(text, source) if fmt == "toml" else _load_json(text, source)
     if not isinstance(data, dict):
         raise TicketError(f"{source}: the top level must be a table, not {describe_kind(data)}")
-    return parse_ticket_data(data, source=source)
+    return parse_ticket_data(data, source=source, default_title=default_title)
 
 
-def parse_ticket_data(data: Mapping[str, Any], *, source: str = "<ticket>") -> TicketSpec:
-    """Validate already-decoded ticket data (a parsed file, or a JSON request)."""
+def parse_ticket_data(
+    data: Mapping[str, Any], *, source: str = "<ticket>", default_title: str | None = None
+) -> TicketSpec:
+    """Validate already-decoded ticket data (a parsed file, or a JSON request).
+
+    A ticket that names no ``title`` takes the first line of its top-level prompt, else
+    ``default_title`` (a ticket file's stem), else ``UNTITLED``.
+    """
     fields = FieldReader(data, source)
     fields.refuse_unknown(TICKET_FIELDS)
     agent = fields.name("agent") or DEFAULT_AGENT
@@ -114,9 +141,7 @@ def parse_ticket_data(data: Mapping[str, Any], *, source: str = "<ticket>") -> T
         tasks = tuple(t if t.model else dataclasses.replace(t, model=model) for t in tasks)
     title = fields.text("title", max_chars=MAX_TITLE_CHARS)
     if title is None:
-        if prompt is None:
-            fields.refuse('missing required field "title"')
-        title = _title_from_prompt(prompt)
+        title = _title_from_prompt(prompt) if prompt is not None else default_title or UNTITLED
     return TicketSpec(
         title=title,
         tasks=tasks,

@@ -166,6 +166,50 @@ def test_shorthand_title_defaults_to_first_prompt_line_cut_at_80() -> None:
     assert len(spec.title) <= 80
 
 
+GOOD_TICKETS = Path(__file__).parent / "good_tickets"
+
+
+def test_ticket_of_tasks_without_a_title_takes_its_file_stem() -> None:
+    # good_tickets/missing_title.toml was a bad ticket while tickets of tasks needed a title.
+    spec = load_ticket_file(GOOD_TICKETS / "missing_title.toml")
+    assert spec.title == "missing_title"
+    assert spec.tasks == (TaskSpec(name="a", prompt="one"),)
+
+
+def test_untitled_json_ticket_of_tasks_takes_its_file_stem(tmp_path: Path) -> None:
+    path = tmp_path / "landing-2026.json"
+    path.write_text(json.dumps({"tasks": [{"name": "a", "agent": "echo", "prompt": "p"}]}))
+    assert load_ticket_file(path).title == "landing-2026"
+
+
+def test_prompt_lends_its_first_line_before_the_file_stem(tmp_path: Path) -> None:
+    path = tmp_path / "ticket.toml"
+    path.write_text('prompt = "Write a poem\\nabout tea"\n')
+    assert load_ticket_file(path).title == "Write a poem"
+
+
+def test_file_stem_that_is_no_safe_title_is_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "two\nlines\u202e.toml"
+    path.write_text('[[tasks]]\nname = "a"\nprompt = "p"\n')
+    assert load_ticket_file(path).title == "two\\nlines\\u202e"
+
+
+def test_file_stem_title_is_cut_to_the_title_limit(tmp_path: Path) -> None:
+    path = tmp_path / ("t" * 240 + ".toml")
+    path.write_text('[[tasks]]\nname = "a"\nprompt = "p"\n')
+    assert load_ticket_file(path).title == "t" * 200
+
+
+def test_untitled_data_without_a_prompt_or_file_is_untitled() -> None:
+    spec = parse_ticket_data({"tasks": [{"name": "a", "prompt": "p"}]})
+    assert spec.title == "untitled"
+
+
+def test_untitled_ticket_survives_a_round_trip(tmp_path: Path) -> None:
+    spec = load_ticket_file(GOOD_TICKETS / "missing_title.toml")
+    assert parse_ticket_data(ticket_to_data(spec)) == spec
+
+
 def test_plan_is_stored_as_one_planner_task() -> None:
     spec = parse_ticket_data({"plan": True, "prompt": "Build a blog", "agent": "writer"})
     assert spec.plan
