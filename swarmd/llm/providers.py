@@ -54,6 +54,12 @@ OLLAMA_PORT = 11434
 MAX_RESPONSE_BYTES = 32 * 2**20
 """The largest answer read: a reply is held ~4 times over while it is decoded and written."""
 MAX_ERROR_BODY_BYTES = 64 * 2**10
+CACHE_WRITE_PRICE = 1.25
+"""Anthropic's price of a prompt-cache write (five-minute entries), times the input price."""
+CACHE_WRITE_1H_PRICE = 2.0
+"""Its price of a write to a one-hour cache entry, times the input price."""
+CACHE_READ_PRICE = 0.1
+"""Its price of a prompt-cache read, times the input price."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +76,8 @@ class ProviderConfig:
     """Every configured provider, built once by the composition root from the settings.
 
     ``prices`` maps a ``provider/model`` name to US dollars per million input and output
-    tokens.
+    tokens. Prompt tokens a provider reports as written to or read from its prompt cache are
+    priced as Anthropic prices them, from the input price (``cost_of``).
     """
 
     endpoints: Mapping[str, Endpoint] = field(default_factory=dict)
@@ -92,6 +99,23 @@ class ProviderConfig:
             return self.prices[model]
         name = model.partition("/")[2]
         return self.prices.get(f"{self.provider_name(model)}/{name}")
+
+    def cost_of(self, response: ChatResponse) -> float | None:
+        """What ``response`` cost in US dollars; ``None`` when its model has no price."""
+        price = self.price_of(response.model)
+        if price is None:
+            return None
+        per_input, per_output = price
+        written = response.cache_creation_tokens
+        written_1h = min(response.cache_creation_1h_tokens, written)
+        uncached = max(0, response.prompt_tokens - written - response.cache_read_tokens)
+        prompt = (
+            uncached
+            + (written - written_1h) * CACHE_WRITE_PRICE
+            + written_1h * CACHE_WRITE_1H_PRICE
+            + response.cache_read_tokens * CACHE_READ_PRICE
+        )
+        return (prompt * per_input + response.completion_tokens * per_output) / 1e6
 
 
 def build_provider_config(
@@ -150,6 +174,19 @@ def ollama_base_url(host: str | None) -> str:
     return f"{parts.scheme}://{netloc}{parts.path}/v1"
 
 
+@dataclass(frozen=True, slots=True)
+class ParsedAnswer:
+    """What a provider reads from a success body, before the router's bookkeeping."""
+
+    text: str
+    prompt_tokens: int  # cached ones included
+    completion_tokens: int
+    finish_reason: str | None
+    cache_creation_tokens: int = 0
+    cache_creation_1h_tokens: int = 0
+    cache_read_tokens: int = 0
+
+
 class Provider:
     """Sends one chat request to one model and returns its answer or a classified error."""
 
@@ -185,8 +222,11 @@ class HTTPProvider(Provider):
         """The URL, headers and JSON body of the provider's wire format."""
         raise NotImplementedError
 
-    def parse_answer(self, payload: Any) -> tuple[str, int, int, str | None]:
-        """Text, prompt tokens, completion tokens and finish reason from a success body.
+    truncation_reasons: frozenset[str] = frozenset()
+    """The finish reasons that say the answer was cut at the token limit."""
+
+    def parse_answer(self, payload: Any) -> ParsedAnswer:
+        """Text, token counts and finish reason from a success body.
 
         May raise ``KeyError``/``TypeError``/``ValueError`` on a body of the wrong shape.
         """
@@ -246,7 +286,7 @@ class HTTPProvider(Provider):
             )
         self.check_answer(label, response, payload, now)
         try:
-            raw_text, prompt_tokens, completion_tokens, finish = self.parse_answer(payload)
+            answer = self.parse_answer(payload)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise MalformedResponseError(
                 label,
@@ -254,15 +294,19 @@ class HTTPProvider(Provider):
                 status=response.status_code,
                 detail=shown_detail(f"{type(exc).__name__}: {exc}")[:120],
             ) from exc
-        text = strip_reasoning(raw_text)
+        text = strip_reasoning(answer.text)
         return ChatResponse(
             model=label,
             text=text,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
             latency_s=latency,
-            raw_finish_reason=finish,
-            raw_text=raw_text if text != raw_text else None,
+            raw_finish_reason=answer.finish_reason,
+            raw_text=answer.text if text != answer.text else None,
+            truncated=answer.finish_reason in self.truncation_reasons,
+            cache_creation_tokens=answer.cache_creation_tokens,
+            cache_creation_1h_tokens=answer.cache_creation_1h_tokens,
+            cache_read_tokens=answer.cache_read_tokens,
         )
 
     async def _post(
@@ -323,6 +367,7 @@ class OpenAICompatibleProvider(HTTPProvider):
     """Chat Completions as vLLM, OpenRouter, llama.cpp and Ollama speak it."""
 
     max_tokens_field = "max_tokens"
+    truncation_reasons = frozenset({"length"})
 
     def build_request(
         self, model_name: str, request: ChatRequest
@@ -355,17 +400,17 @@ class OpenAICompatibleProvider(HTTPProvider):
                 secrets=self._secrets,
             )
 
-    def parse_answer(self, payload: Any) -> tuple[str, int, int, str | None]:
+    def parse_answer(self, payload: Any) -> ParsedAnswer:
         choice = payload["choices"][0]
         text = choice["message"].get("content") or ""
         if not isinstance(text, str):
             raise TypeError("message content is not a string")
         usage = payload.get("usage") or {}
-        return (
+        return ParsedAnswer(
             text,
             int(usage.get("prompt_tokens") or 0),
             int(usage.get("completion_tokens") or 0),
-            choice.get("finish_reason"),
+            _finish_reason(choice.get("finish_reason")),
         )
 
 
@@ -412,7 +457,15 @@ class MiniMaxProvider(OpenAICompatibleProvider):
 
 
 class AnthropicProvider(HTTPProvider):
-    """The Messages API: top-level ``system``, required ``max_tokens``, content blocks."""
+    """The Messages API: top-level ``system``, required ``max_tokens``, content blocks.
+
+    Its ``usage.input_tokens`` leaves out the prompt's tokens written to the prompt cache
+    (``cache_creation_input_tokens``) and read from it (``cache_read_input_tokens``): the
+    prompt's tokens are the three summed. ``usage.cache_creation`` may split the writes by
+    how long their entries live; the one-hour ones cost more.
+    """
+
+    truncation_reasons = frozenset({"max_tokens"})
 
     def build_request(
         self, model_name: str, request: ChatRequest
@@ -447,7 +500,7 @@ class AnthropicProvider(HTTPProvider):
     def models_url(self) -> str:
         return f"{self.endpoint.base_url.rstrip('/')}/v1/models"
 
-    def parse_answer(self, payload: Any) -> tuple[str, int, int, str | None]:
+    def parse_answer(self, payload: Any) -> ParsedAnswer:
         blocks = payload["content"]
         if not isinstance(blocks, list):
             raise TypeError("content is not a list of blocks")
@@ -457,11 +510,22 @@ class AnthropicProvider(HTTPProvider):
             if isinstance(block, dict) and block.get("type") == "text"
         )
         usage = payload.get("usage") or {}
-        return (
+        written = int(usage.get("cache_creation_input_tokens") or 0)
+        read = int(usage.get("cache_read_input_tokens") or 0)
+        lifetimes = usage.get("cache_creation")
+        written_1h = (
+            int(lifetimes.get("ephemeral_1h_input_tokens") or 0)
+            if isinstance(lifetimes, dict)
+            else 0
+        )
+        return ParsedAnswer(
             text,
-            int(usage.get("input_tokens") or 0),
+            int(usage.get("input_tokens") or 0) + written + read,
             int(usage.get("output_tokens") or 0),
-            payload.get("stop_reason"),
+            _finish_reason(payload.get("stop_reason")),
+            cache_creation_tokens=written,
+            cache_creation_1h_tokens=written_1h,
+            cache_read_tokens=read,
         )
 
 
@@ -479,6 +543,11 @@ async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
         if size >= limit:
             break
     return b"".join(chunks)
+
+
+def _finish_reason(value: Any) -> str | None:
+    """The provider's finish reason when it is a string: it is kept and shown as it came."""
+    return value if isinstance(value, str) else None
 
 
 def _describe_bytes(count: int) -> str:

@@ -302,7 +302,7 @@ class Router:
         run.tries.append(ModelTry(model, "ok", 200, None, response.latency_s))
         await self._report(model, Outcome(ok=True, status=200))
         return RouterResult(
-            response=response, tries=tuple(run.tries), cost_usd=self._cost(response)
+            response=response, tries=tuple(run.tries), cost_usd=self._config.cost_of(response)
         )
 
     async def _report(self, model: str, outcome: Outcome) -> None:
@@ -326,10 +326,3 @@ class Router:
         left = max(0.0, exc.until - self._clock())
         after = f" after {exc.reason}" if exc.reason else ""
         return f"cooling down for {left:.0f}s more{after}"
-
-    def _cost(self, response: ChatResponse) -> float | None:
-        price = self._config.price_of(response.model)
-        if price is None:
-            return None
-        per_input, per_output = price
-        return (response.prompt_tokens * per_input + response.completion_tokens * per_output) / 1e6

@@ -51,11 +51,17 @@ class ChatResponse:
 
     model: str
     text: str  # the answer with reasoning (<think>) blocks removed: what agents act on
-    prompt_tokens: int
+    prompt_tokens: int  # every token of the prompt, those written to or read from a cache too
     completion_tokens: int
     latency_s: float
     raw_finish_reason: str | None = None
     raw_text: str | None = None  # the answer exactly as sent, when it differs from ``text``
+    truncated: bool = False  # the model stopped at the token limit, not at the answer's end
+    # Of ``prompt_tokens``: written to the provider's prompt cache (those at its one-hour
+    # rate counted again apart), and read from it. Anthropic reports them; others leave 0.
+    cache_creation_tokens: int = 0
+    cache_creation_1h_tokens: int = 0
+    cache_read_tokens: int = 0
 
     @property
     def full_text(self) -> str:

@@ -20,8 +20,11 @@ from typing import Any, TypedDict
 
 
 class UsageReport(TypedDict, total=False):
-    prompt_tokens: int
+    prompt_tokens: int  # the whole prompt: the cache's writes and reads below are part of it
     completion_tokens: int
+    cache_creation_input_tokens: int  # written to the provider's prompt cache
+    cache_creation_1h_input_tokens: int  # of those, into one-hour entries
+    cache_read_input_tokens: int  # read from it
 
 
 class ModelTryReport(TypedDict, total=False):
@@ -37,6 +40,8 @@ class LLMReport(TypedDict, total=False):
     tries: list[ModelTryReport]
     usage: UsageReport
     cost_usd: float | None
+    truncated: bool  # present (true) when the model stopped at its token limit
+    finish_reason: str  # the provider's own word for why, beside ``truncated``
     fix_rounds: list[LLMReport]
 
 
