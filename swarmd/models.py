@@ -104,6 +104,7 @@ class ExitReason(enum.StrEnum):
     CANCELLED = "cancelled"
     INTERRUPTED = "interrupted"  # daemon shutdown or crash; does not burn an attempt
     CONFLICT = "conflict"  # a repository task's work does not merge into its ticket's branch
+    TRUNCATED = "truncated"  # the model's answer hit its token limit inside a file block
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,15 @@ from swarmd.llm import (
     create_http_client,
     raise_refusal,
 )
-from swarmd.outputs import read_input_record, write_reply_files
+from swarmd.models import ExitReason
+from swarmd.outputs import (
+    block_left_open,
+    quote_path,
+    read_input_record,
+    strip_think_blocks,
+    write_reply_files,
+)
+from swarmd.text import escape, quote
 from swarmd.wire.channel import ACQUIRE_CALL, REPORT_CALL, WorkerCalls
 from swarmd.wire.job import Job, LLMSettings
 from swarmd.wire.result import AgentResult
@@ -88,17 +96,32 @@ def build_prompt(job: Job) -> str:
 
 
 def describe_result(result: RouterResult) -> dict[str, Any]:
+    """The answer's report (``swarmd.wire.report``): model, tries, usage, cost, and a cut.
+
+    ``prompt_tokens`` counts the whole prompt; when the provider read or wrote its prompt
+    cache, ``usage`` also shows how many of those tokens it wrote and read.
+    """
     response = result.response
-    return {
+    usage: dict[str, int] = {
+        "prompt_tokens": response.prompt_tokens,
+        "completion_tokens": response.completion_tokens,
+    }
+    if response.cache_creation_tokens or response.cache_read_tokens:
+        usage["cache_creation_input_tokens"] = response.cache_creation_tokens
+        usage["cache_read_input_tokens"] = response.cache_read_tokens
+    if response.cache_creation_1h_tokens:
+        usage["cache_creation_1h_input_tokens"] = response.cache_creation_1h_tokens
+    details: dict[str, Any] = {
         "model": response.model,
         "tries": [t.to_dict() for t in result.tries],
-        "usage": {
-            "prompt_tokens": response.prompt_tokens,
-            "completion_tokens": response.completion_tokens,
-        },
+        "usage": usage,
         "latency_s": round(response.latency_s, 3),
         "cost_usd": result.cost_usd,
     }
+    if response.truncated:
+        details["truncated"] = True
+        details["finish_reason"] = response.raw_finish_reason
+    return details
 
 
 async def ask_models(
@@ -134,9 +157,38 @@ async def run_llm(job: Job, calls: WorkerCalls) -> AgentResult:
             retryable=not isinstance(exc, RequestRejectedError),
             details={"tries": [t.to_dict() for t in exc.tries]},
         )
+    return keep_answer(job, result)
+
+
+def keep_answer(job: Job, result: RouterResult) -> AgentResult:
+    """Write the answer's files into the workspace, and report them.
+
+    An answer the token limit cut inside a file block fails the attempt (``TRUNCATED``,
+    retryable): the whole blocks before the cut are written, but the cut file would be
+    delivered short.
+    """
     details = describe_result(result)
     reply = result.response.full_text
     report = write_reply_files(Path(job.workspace), reply)
     details["files_written"] = list(report.written)
     details["refused"] = [{"path": r.path, "reason": r.reason} for r in report.refused]
+    cut = block_left_open(strip_think_blocks(reply)) if result.response.truncated else None
+    if cut is not None:
+        return AgentResult(
+            ok=False,
+            error=describe_cut(result, cut, job.agent.max_tokens),
+            details=details,
+            reason=ExitReason.TRUNCATED,
+        )
     return AgentResult(ok=True, details=details)
+
+
+def describe_cut(result: RouterResult, path: str, max_tokens: int) -> str:
+    """Why an answer cut at the token limit fails its attempt: the file it lost, in a line."""
+    response = result.response
+    reason = quote(response.raw_finish_reason or "", 40)
+    return (
+        f"{escape(response.model)} stopped at its token limit (max_tokens {max_tokens}, "
+        f"finish reason {reason}) inside the file block {quote_path(path)}, which is cut "
+        "short; a named agent's max_tokens in agents.toml raises the limit"
+    )

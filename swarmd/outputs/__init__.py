@@ -9,9 +9,15 @@
 """
 
 from swarmd.outputs.archive import ArchiveInfo, write_task_archive
-from swarmd.outputs.blocks import FileBlock, Refusal, parse_file_blocks, strip_think_blocks
+from swarmd.outputs.blocks import (
+    FileBlock,
+    Refusal,
+    block_left_open,
+    parse_file_blocks,
+    strip_think_blocks,
+)
 from swarmd.outputs.delivery import TaskArchiveRef, write_delivery_archive
-from swarmd.outputs.paths import check_relpath, safe_write
+from swarmd.outputs.paths import check_relpath, quote_path, safe_write
 from swarmd.outputs.verify import read_archive_manifest, verify_archive
 from swarmd.outputs.workspace import (
     OutputFile,
@@ -29,10 +35,12 @@ __all__ = [
     "Refusal",
     "TaskArchiveRef",
     "WriteReport",
+    "block_left_open",
     "check_relpath",
     "collect_outputs",
     "parse_file_blocks",
     "prepare_workspace",
+    "quote_path",
     "read_archive_manifest",
     "read_input_record",
     "safe_write",

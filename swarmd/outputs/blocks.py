@@ -14,6 +14,7 @@ the content. A block ends at the first ``</file>``; a block that meets another o
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass
 
 from swarmd.outputs.paths import quote_path
@@ -22,6 +23,8 @@ from swarmd.text import storable_text
 # The path is bounded so a stray `<file path="` cannot make each search scan the whole reply.
 _OPENING = re.compile(r"""<file\s+path\s*=\s*(?:"([^"]{0,5000})"|'([^']{0,5000})')\s*>""")
 _CLOSING = "</file>"
+# An opening tag the reply ends in the middle of: ``<file path="site/ind``.
+_PARTIAL_OPENING = re.compile(r"""<file\s+path\s*=\s*["']?([^"'>]{0,5000})\Z""")
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
 
 
@@ -65,6 +68,26 @@ def parse_file_blocks(reply: str) -> tuple[list[FileBlock], list[Refusal]]:
             blocks.append(FileBlock(path, _drop_final_newline(reply[start:closing_at])))
         opening = following
     return blocks, refused
+
+
+def block_left_open(reply: str) -> str | None:
+    """The path of the file block ``reply`` ends inside, or ``None`` when it ends outside one.
+
+    A block is left open when its opening tag (whole, or cut short itself) has no closing tag
+    after it: what a reply cut at the model's token limit shows when the cut fell in a file.
+    The path is the reply's, as far as it got.
+    """
+    after = max(reply.rfind(_CLOSING), 0)  # a block opened before the last "</file>" closed
+    # Only the last "<file" can be a tag cut short: one match attempt, however long the reply.
+    tag_at = reply.rfind("<file", after)
+    partial = _PARTIAL_OPENING.match(reply, tag_at) if tag_at != -1 else None
+    if partial is not None:
+        return storable_text(partial.group(1))
+    last = deque(_OPENING.finditer(reply, after), maxlen=1)
+    if not last:
+        return None
+    opening = last[0]
+    return storable_text(opening.group(1) if opening.group(1) is not None else opening.group(2))
 
 
 def strip_think_blocks(text: str) -> str:

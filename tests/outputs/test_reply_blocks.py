@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swarmd.outputs import FileBlock, parse_file_blocks, strip_think_blocks
+from swarmd.outputs import FileBlock, block_left_open, parse_file_blocks, strip_think_blocks
 
 
 def test_block_content_excludes_the_newlines_around_it() -> None:
@@ -90,3 +90,31 @@ def test_blocks_written_in_the_documented_format_parse_back(
     blocks, refused = parse_file_blocks(reply)
     assert blocks == [FileBlock(path, content) for path, content in files]
     assert refused == []
+
+
+# -- the block a reply ends inside ------------------------------------------------------------
+
+
+def test_reply_that_ends_inside_a_block_names_it() -> None:
+    reply = '<file path="a.md">\nwhole\n</file>\n<file path="site/index.html">\n<html><bo'
+    assert block_left_open(reply) == "site/index.html"
+
+
+def test_reply_that_ends_inside_an_opening_tag_names_the_path_so_far() -> None:
+    assert block_left_open('Here it is:\n<file path="site/ind') == "site/ind"
+
+
+def test_reply_whose_blocks_all_close_leaves_none_open() -> None:
+    assert block_left_open('<file path="a">1</file>\ntext after') is None
+    assert block_left_open('<file path="a"></file>') is None
+    assert block_left_open("no blocks at all") is None
+
+
+def test_block_left_open_before_a_later_closed_one_is_not_at_the_end() -> None:
+    # Refused as never closing, but the reply did not end inside it.
+    assert block_left_open('<file path="a">one\n<file path="b">two</file>') is None
+
+
+def test_reply_of_a_million_stray_opening_tags_is_read_without_rescanning() -> None:
+    assert block_left_open("<file path=" * 1_000_000) == ""
+    assert block_left_open(('<file path="' + "a" * 4000 + '">') * 5000) == "a" * 4000
