@@ -3,15 +3,19 @@
 Layout of every archive swarmd writes (a task's, or a ticket's delivery)::
 
     files/<path>        the outputs, in path order
-    manifest.json       for scripts: metadata, and every file's path, size and sha256
+    manifest.json       for scripts: what the archive is, and every file's path, size and
+                        sha256
     manifest.txt        for people (delivery archives only)
 
 The manifest comes last, so each file is read once: hashed while it streams into the archive.
-The same files and metadata always make the same bytes: entries in a fixed order, mtime 0,
-owner 0:0 with no names, mode 0644 (0755 if executable), and a gzip header without a file
-name or time. An archive is written to a temporary file in its own directory, synced, and
-renamed into place, so a reader sees a whole archive or none; any failure removes the
-temporary file.
+The same files and description always make the same bytes: entries in a fixed order, mtime
+0, owner 0:0 with no names, mode 0644 (0755 if executable), a gzip header without a file
+name or time, and nothing of the run that made them. A task archive's manifest describes the
+task by ``DESCRIPTION_KEYS`` alone; which ticket, attempt, model, tokens and times made the
+files is the attempt's record (its stored result, ``swarmd show``), never the archive's.
+
+An archive is written to a temporary file in its own directory, synced, and renamed into
+place, so a reader sees a whole archive or none; any failure removes the temporary file.
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ MANIFEST_JSON = "manifest.json"
 MANIFEST_TXT = "manifest.txt"
 COMPRESS_LEVEL = 6  # gzip's own default, so archives cost what `tar czf` costs
 RESERVED_KEYS = frozenset({"format", "files", "file_count", "total_bytes", "skipped"})
+DESCRIPTION_KEYS = frozenset({"task", "agent", "refused"})
+"""What a task archive's manifest keeps of the metadata it is given: the task's name, its
+agent's, and the reply's refused blocks (derived from ``response.md``, which it holds)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +63,10 @@ class ArchiveInfo:
 def write_task_archive(workspace: Path, dest: Path, *, manifest: Mapping[str, Any]) -> ArchiveInfo:
     """Package the outputs of ``workspace`` as ``dest`` (``outputs/<ticket>/<task>.tar.gz``).
 
-    ``manifest`` is the metadata (ticket, task, agent, model, attempts, timings, usage) that
-    ``manifest.json`` carries beside the file list. Files copied in from inputs and still
+    ``manifest`` describes the task; ``manifest.json`` carries its ``DESCRIPTION_KEYS``
+    beside the file list and leaves out the rest (a ticket id, an attempt, a model, usage,
+    times: run metadata, which would make two runs' archives of the same outputs differ).
+    Files copied in from inputs and still
     unchanged are left out (see ``swarmd.outputs.workspace``). ``OutputError`` names the reason
     when the disk refuses the archive; nothing is left at ``dest`` or beside it then.
     """
@@ -258,7 +267,7 @@ def _checked_metadata(manifest: Mapping[str, Any]) -> dict[str, Any]:
     reserved = RESERVED_KEYS.intersection(manifest)
     if reserved:
         raise OutputError(f"manifest metadata may not set {', '.join(sorted(reserved))}")
-    metadata = storable_json(dict(manifest))
+    metadata = storable_json({k: v for k, v in manifest.items() if k in DESCRIPTION_KEYS})
     try:
         manifest_bytes(metadata)
     except (TypeError, ValueError) as exc:

@@ -125,14 +125,25 @@ async def run_agent(job: Job, calls: WorkerCalls) -> AgentResult:
 
 
 def package_outputs(job: Job, details: dict[str, object]) -> dict[str, object]:
+    """Write the task archive; what the attempt's result keeps of it.
+
+    The archive's manifest describes the task alone (its name, its agent, the reply's refused
+    blocks), so the same outputs make the same bytes whichever ticket, attempt or model made
+    them; those facts, with the usage and timings, stay in the attempt's result.
+    """
     from swarmd.outputs import write_task_archive
 
-    manifest = {**job.manifest, **{k: v for k, v in details.items() if k in _MANIFEST_KEYS}}
+    manifest: dict[str, object] = {"task": job.task, "agent": job.agent.name}
+    if "refused" in details:
+        manifest["refused"] = details["refused"]
     info = write_task_archive(Path(job.workspace), Path(job.archive_path), manifest=manifest)
-    return {"path": str(info.path), "files": info.file_count, "bytes": info.total_bytes}
+    return {
+        "path": str(info.path),
+        "files": info.file_count,
+        "bytes": info.total_bytes,
+        "sha256": info.sha256,
+    }
 
-
-_MANIFEST_KEYS = frozenset({"model", "tries", "usage", "cost_usd", "latency_s", "refused"})
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,7 +17,9 @@ import pytest
 from swarmd.errors import OutputError
 from swarmd.outputs import prepare_workspace, verify_archive, write_task_archive
 
-METADATA = {"ticket": 7, "task": "html", "agent": "llm", "model": "echo/echo", "attempt": 1}
+DESCRIPTION = {"task": "html", "agent": "llm"}
+RUN = {"ticket": 7, "model": "echo/echo", "attempt": 1, "started_at": 1767225600.5}
+METADATA = {**DESCRIPTION, **RUN}
 
 
 def make_workspace(root: Path, files: dict[str, bytes]) -> Path:
@@ -76,11 +78,12 @@ def test_manifest_lists_every_file_with_its_exact_size_and_hash(tmp_path: Path) 
     assert manifest["total_bytes"] == info.total_bytes == sum(map(len, varied_files().values()))
 
 
-def test_manifest_carries_the_given_metadata(tmp_path: Path) -> None:
+def test_manifest_carries_the_task_description_and_none_of_the_run(tmp_path: Path) -> None:
     workspace = make_workspace(tmp_path / "ws", {"a": b"a"})
     info = write_task_archive(workspace, tmp_path / "a.tar.gz", manifest=METADATA)
     manifest = manifest_of(info.path)
-    assert {key: manifest[key] for key in METADATA} == METADATA
+    assert {key: manifest[key] for key in DESCRIPTION} == DESCRIPTION
+    assert set(RUN).isdisjoint(manifest)
     assert manifest["format"] == "swarmd-task-archive/1"
 
 
@@ -125,11 +128,19 @@ def test_same_outputs_give_byte_identical_archives(tmp_path: Path) -> None:
     assert a.path.read_bytes() == b.path.read_bytes() == c.path.read_bytes()
 
 
-def test_different_metadata_gives_a_different_archive(tmp_path: Path) -> None:
+def test_a_different_task_description_gives_a_different_archive(tmp_path: Path) -> None:
     workspace = make_workspace(tmp_path / "ws", {"a": b"a"})
-    a = write_task_archive(workspace, tmp_path / "a.tar.gz", manifest={"attempt": 1})
-    b = write_task_archive(workspace, tmp_path / "b.tar.gz", manifest={"attempt": 2})
+    a = write_task_archive(workspace, tmp_path / "a.tar.gz", manifest={"task": "html"})
+    b = write_task_archive(workspace, tmp_path / "b.tar.gz", manifest={"task": "css"})
     assert a.sha256 != b.sha256
+
+
+def test_another_ticket_attempt_or_model_gives_the_same_archive(tmp_path: Path) -> None:
+    workspace = make_workspace(tmp_path / "ws", {"a": b"a"})
+    later = {**DESCRIPTION, "ticket": 8, "attempt": 3, "model": "openai/x", "latency_s": 2.5}
+    a = write_task_archive(workspace, tmp_path / "a.tar.gz", manifest=METADATA)
+    b = write_task_archive(workspace, tmp_path / "b.tar.gz", manifest=later)
+    assert a.path.read_bytes() == b.path.read_bytes()
 
 
 def test_junk_symlinks_and_special_files_stay_out(tmp_path: Path) -> None:
@@ -184,24 +195,23 @@ def test_metadata_may_not_set_a_reserved_key(tmp_path: Path, key: str) -> None:
 def test_metadata_with_lone_surrogates_is_kept_as_valid_utf8_json(tmp_path: Path) -> None:
     workspace = make_workspace(tmp_path / "ws", {"a": b"a"})
     refused = [{"path": "bad\udcff.txt", "reason": "not valid UTF-8"}]
-    tries = [{"model": "openai/x", "error": "provider said \ud800"}]
 
     info = write_task_archive(
-        workspace, tmp_path / "a.tar.gz", manifest={"refused": refused, "tries": tries}
+        workspace, tmp_path / "a.tar.gz", manifest={"refused": refused, "agent": "w\ud800"}
     )
 
     with tarfile.open(info.path) as tar:
         raw = tar.extractfile("manifest.json").read()  # type: ignore[union-attr]
     document = json.loads(raw.decode("utf-8"))
     assert document["refused"][0]["path"] == "bad\\udcff.txt"
-    assert document["tries"][0]["error"] == "provider said \\ud800"
+    assert document["agent"] == "w\\ud800"
     assert verify_archive(info.path) == []
 
 
 def test_metadata_that_is_not_json_is_refused(tmp_path: Path) -> None:
     workspace = make_workspace(tmp_path / "ws", {"a": b"a"})
     with pytest.raises(OutputError, match="manifest metadata is not plain JSON data"):
-        write_task_archive(workspace, tmp_path / "a.tar.gz", manifest={"when": object()})
+        write_task_archive(workspace, tmp_path / "a.tar.gz", manifest={"refused": [object()]})
 
 
 FULL_DISK = textwrap.dedent(

@@ -120,7 +120,7 @@ def test_the_cli_agents_tokens_and_cost_count_in_status_and_show(run: Run) -> No
     assert result["model"] == CLAUDE_MODEL
     assert result["cost_usd"] == standin_claude.COST_USD
     manifest = json.loads(archive_member(task_archive(run, "notes"), "manifest.json"))
-    assert manifest["usage"] == result["usage"]
+    assert "usage" not in manifest  # run metadata: the attempt's result keeps it
 
 
 def test_a_command_sees_its_base_environment_and_grants_and_not_the_daemons(run: Run) -> None:
