@@ -3,8 +3,9 @@
 One daemon runs one ticket built to tempt a leak: the fake provider quotes the key it was
 sent in its error messages, a model refuses a request (so its error travels into the task's
 state, the logs and the CLI), another fails once then answers (so the error lands in the
-archive's manifest), and two command agents dump their environment — one granted
-``OPENAI_API_KEY`` by ``agents.toml``, one not. Then every surface is searched.
+attempt's result, which ``show --json`` prints), and two command agents dump their
+environment — one granted ``OPENAI_API_KEY`` by ``agents.toml``, one not. Then every surface
+is searched.
 """
 
 from __future__ import annotations
@@ -161,7 +162,9 @@ def test_no_key_in_any_archive(leaky_run: LeakyRun) -> None:
     names = {path.name for path in archives}
     assert {"delivery.tar.gz", "flaky.tar.gz", "primary_down.tar.gz", "granted.tar.gz"} <= names
     texts = {f"{a.name}:{m}": t for a in archives for m, t in archive_texts(a).items()}
-    assert any("Upstream lost ****" in text for text in texts.values())
+    # A failed try is run metadata: the attempt's result keeps it, the archive does not.
+    assert "Upstream lost ****" in leaky_run.outputs["show 1 --json"]
+    assert not any("Upstream lost" in text for text in texts.values())
     found = {where: leaked(text) for where, text in texts.items()}
     assert {where: hits for where, hits in found.items() if hits} == {}
 
