@@ -169,6 +169,31 @@ class RepoTasks:
         await asyncio.to_thread(self._write_task_archive, binding, task, attempt, start, commit)
         return Verdict(ExitReason.OK, None, {**details, "git": git})
 
+    async def reconcile(self) -> None:
+        """At start-up: git's worktrees under ``$SWARMD_HOME/worktrees`` against the folders
+        there, for each repository with a ticket in progress. A worktree whose folder is gone
+        is pruned (its branch, which may hold work, stays); one git does not know is
+        reported, never touched; nothing outside that folder is looked at."""
+        seen: set[Path] = set()
+        for data in await self._store.bindings_in_progress():
+            binding = RepoBinding.from_dict(data)
+            if binding.entry.path in seen:
+                continue
+            seen.add(binding.entry.path)
+            try:
+                found = await asyncio.to_thread(self._work.reconcile, binding.entry)
+            except GitError as exc:
+                log.warning(
+                    "worktrees_not_reconciled", repo=str(binding.entry.path), error=str(exc)
+                )
+                continue
+            for worktree in found.pruned:
+                log.info("worktree_pruned", repo=str(binding.entry.path), path=str(worktree.path))
+            for worktree in found.unknown:
+                log.warning(
+                    "worktree_unknown", repo=str(binding.entry.path), path=str(worktree.path)
+                )
+
     # -- the ticket's end -----------------------------------------------------------------
 
     async def deliver(

@@ -30,6 +30,7 @@ from swarmd.git import (
     GitRunner,
     Identity,
     MergeResult,
+    Reconciliation,
     Removal,
     Repository,
     TaskCommit,
@@ -43,6 +44,7 @@ from swarmd.git import (
     lock_worktree,
     merge_into,
     push,
+    reconcile_worktrees,
     remove_worktree,
     start_point,
 )
@@ -135,6 +137,12 @@ class RepoWork:
             message=f"swarmd: start of {ticket_id}.{task}, merging its needs",
         )
         path = self.worktree_path(ticket_id, task)
+        if not path.exists() and repo.branch_tip(branch) is not None:
+            # The branch of an earlier attempt outlived its folder (removed by hand, or
+            # pruned at start-up): check it out again, then reset it like any retry.
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with repo.lock:
+                repo.git("worktree", "add", "--quiet", "--no-checkout", str(path), branch)
         if path.exists():
             repo.git("checkout", "--quiet", "--force", "-B", branch, start, cwd=path)
             repo.git("clean", "--quiet", "-fdx", cwd=path)
@@ -234,6 +242,12 @@ class RepoWork:
             delivery = replace(delivery, pull_request=url)
         return delivery
 
+    def reconcile(self, entry: RepoEntry) -> Reconciliation:
+        """Prune the worktrees under ``worktrees/`` whose folders are gone; report strangers."""
+        root = self._layout.worktree(0, "x").parent.parent
+        owned = [task for ticket in _folders(root) for task in _folders(ticket)]
+        return reconcile_worktrees(self.repository(entry), root, owned)
+
     def clean_up(self, binding: RepoBinding, ticket_id: int, tasks: Sequence[str]) -> list[Removal]:
         """Remove the ticket's task worktrees and branches that hold nothing unmerged."""
         repo = self.repository(binding.entry)
@@ -249,6 +263,13 @@ class RepoWork:
         if parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
         return removals
+
+
+def _folders(path: Path) -> list[Path]:
+    try:
+        return [entry for entry in path.iterdir() if entry.is_dir()]
+    except OSError:
+        return []
 
 
 def open_forge_pull_request(

@@ -220,6 +220,7 @@ async def _serve_locked(
             metrics_exporter(settings, store, gate_holds, stop),
             watching_agents(agents, reload_agents, stop),
         ):
+            await repos.reconcile()
             await deliveries.reconcile()
             await supervisor.run()
             await deliveries.drain()

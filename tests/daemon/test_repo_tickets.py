@@ -8,6 +8,7 @@ person would find them, and checks that their checkout was never touched.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import tarfile
 from pathlib import Path
@@ -25,6 +26,8 @@ from tests.support.cli import (
     wait_until,
     write_ticket,
 )
+from tests.support.fake_forge import TOKEN as FORGE_TOKEN
+from tests.support.fake_forge import ForgeServer
 from tests.support.repos import Person, checkout_state, write
 
 SECRET = "sk-test-secret-0123456789abcdef"
@@ -351,3 +354,92 @@ def _record_commit_as_the_daemon_would(home: Path, commit: str) -> None:
             "INSERT INTO task_commits (task_id, attempt_id, commit_id) VALUES (?, ?, ?)",
             (task_id, attempt_id, commit),
         )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rounds", [2])
+def test_32_tasks_on_one_repository_at_concurrency_10_lose_no_commit_and_leave_nothing(
+    rounds: int, tmp_path: Path, env: dict[str, str], person: Person, project: Path
+) -> None:
+    busy = {**env, "SWARMD_MAX_CONCURRENT_WORKERS": "10"}
+    before = checkout_state(person, project)
+    for ticket_id in range(1, rounds + 1):
+        tasks = [{"name": f"t{i:02d}", **shell(f"echo {i} > f{i:02d}.txt")} for i in range(32)]
+        result = run(tmp_path, busy, {"title": f"round {ticket_id}", "repo": "app", "tasks": tasks})
+
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        branch = f"swarmd/{ticket_id}"
+        assert len(task_trailers(person, project, f"main..{branch}")) == 32
+        assert {f"f{i:02d}.txt" for i in range(32)} <= branch_files(person, project, branch)
+    assert swarmd_branches(person, project) == [f"swarmd/{i}" for i in range(1, rounds + 1)]
+    assert person.git(project, "worktree", "list", "--porcelain").count("worktree ") == 1
+    assert checkout_state(person, project) == before
+
+
+def test_deliver_pr_pushes_and_opens_a_draft_pull_request_whose_url_the_delivery_names(
+    tmp_path: Path,
+    env: dict[str, str],
+    home: Path,
+    person: Person,
+    project: Path,
+    forge_server: ForgeServer,
+) -> None:
+    remote = tmp_path / "remote.git"
+    person.git(tmp_path, "init", "--quiet", "--bare", str(remote))
+    person.git(project, "remote", "add", "origin", str(remote))
+    registry = Path(env["SWARMD_REPOS_FILE"])
+    registry.write_text(
+        registry.read_text()
+        + f'deliver = "pr"\n[repos.app.forge]\nkind = "github"\nrepository = "octo/app"\n'
+        f'api_url = "{forge_server.url}"\ntoken_env = "FORGE_TOKEN"\n'
+    )
+    forge_env = {**env, "FORGE_TOKEN": FORGE_TOKEN}
+    ticket = {
+        "title": "Landing page",
+        "repo": "app",
+        "tasks": [{"name": "p", **shell("echo p > p.txt")}],
+    }
+
+    result = run(tmp_path, forge_env, ticket)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    [request] = forge_server.requests
+    assert request.body["head"] == "swarmd/1"
+    assert request.body["base"] == "main"
+    assert request.body["draft"] is True
+    assert "Landing page" in request.body["title"]
+    assert person.git(remote, "rev-parse", "swarmd/1").strip()
+    with tarfile.open(home / "outputs" / "1" / "delivery.tar.gz") as archive:
+        manifest = json.load(archive.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert manifest["ticket"]["repository"]["pull_request"].startswith("https://forge.example/")
+    # The forge's token is the daemon's: a task's command never sees it.
+    assert FORGE_TOKEN not in (home / "logs" / "swarmd.jsonl").read_text()
+
+
+def test_at_start_up_a_worktree_whose_folder_is_gone_is_pruned_and_its_branch_kept(
+    tmp_path: Path, env: dict[str, str], home: Path, person: Person, project: Path
+) -> None:
+    gate = tmp_path / "gate"
+    waits = f"echo w > w.txt; while [ ! -e {gate} ]; do sleep 0.05; done"
+    ticket = {"title": "g", "repo": "app", "tasks": [{"name": "w", **shell(waits)}]}
+    assert swarmd("submit", str(write_ticket(tmp_path, ticket)), env=env).returncode == 0
+    worktree = home / "worktrees" / "1" / "w"
+    daemon = Daemon(env, home).start()
+    try:
+        wait_until((worktree / "w.txt").exists)
+        daemon.signal(9)
+        daemon.wait()
+    finally:
+        daemon.stop()
+    shutil.rmtree(worktree)  # a person cleaned up by hand, or a disk was restored
+    gate.touch()
+
+    restarted = Daemon(env, home).start()
+    try:
+        wait_until(lambda: ticket_of(home, 1).state.is_terminal, timeout=60)
+    finally:
+        restarted.stop()
+
+    assert ticket_of(home, 1).state is TicketState.SUCCEEDED
+    assert "w.txt" in branch_files(person, project, "swarmd/1")
+    assert person.git(project, "worktree", "list", "--porcelain").count("worktree ") == 1
