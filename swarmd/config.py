@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     retry_backoff_max_seconds: float = Field(default=300.0, ge=0, le=MAX_SECONDS)
     max_fix_rounds: int = Field(default=2, ge=0, le=20)
     agents_file: Path | None = None
+    repos_file: Path | None = None
     log_level: str = "info"
     log_max_bytes: int = Field(default=50 * 1024 * 1024, ge=4096, le=2**40)
     log_backups: int = Field(default=3, ge=0, le=1000)
@@ -127,7 +128,7 @@ class Settings(BaseSettings):
     minimax_base_url: str | None = _provider_field("MINIMAX_BASE_URL")
     ollama_host: str | None = _provider_field("OLLAMA_HOST")
 
-    @field_validator("home", "agents_file", "metrics_textfile", mode="before")
+    @field_validator("home", "agents_file", "repos_file", "metrics_textfile", mode="before")
     @classmethod
     def _absolute_path(cls, value: object) -> object:
         if value is None:
@@ -235,6 +236,10 @@ class Settings(BaseSettings):
     @property
     def agents_path(self) -> Path:
         return self.agents_file or self.layout.agents
+
+    @property
+    def repos_path(self) -> Path:
+        return self.repos_file or self.layout.repos
 
     @property
     def usable_cpus(self) -> int:

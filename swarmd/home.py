@@ -3,6 +3,7 @@
     swarmd.db                                the queue (SQLite, WAL)
     swarmd.lock                              one daemon per home (``HomeLock``)
     agents.toml                              named agents, unless ``SWARMD_AGENTS_FILE``
+    repos.toml                               registered repositories, unless ``SWARMD_REPOS_FILE``
     logs/swarmd.jsonl                        the structured log
     logs/forkserver.log                      the fork server's own output
     logs/attempts/<ticket>/<task>.<n>.log    each attempt's stdout and stderr
@@ -43,6 +44,10 @@ class HomeLayout:
     @property
     def agents(self) -> Path:
         return self.root / "agents.toml"
+
+    @property
+    def repos(self) -> Path:
+        return self.root / "repos.toml"
 
     @property
     def log(self) -> Path:

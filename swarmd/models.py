@@ -135,6 +135,9 @@ class TicketSpec:
     plan: bool = False
     prompt: str | None = None
     model: tuple[str, ...] | None = None
+    repo: str | None = None  # a registered repository's name, or an absolute path
+    base: str | None = None  # the ref its tasks start from (default: the repository's)
+    deliver: str | None = None  # branch | push | pr (default: the repository's)
 
 
 @dataclass(frozen=True, slots=True)

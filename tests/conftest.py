@@ -14,6 +14,7 @@ import pytest
 from tests.support.child_processes import OrphanWatch, ReadyPipe, SessionLeaders
 from tests.support.cli import Daemon, cli_env
 from tests.support.clock import FakeClock
+from tests.support.fake_forge import ForgeServer
 from tests.support.fake_llm import FakeLLMServer
 from tests.support.llm_env import offline_cli_env, provider_env
 from tests.support.subreaper import make_child_subreaper
@@ -88,3 +89,15 @@ def leaders() -> Iterator[SessionLeaders]:
         yield started
     finally:
         started.clean_up()
+
+
+@pytest.fixture
+def forge_server() -> Iterator[ForgeServer]:
+    server = ForgeServer()
+    server.thread.start()
+    try:
+        yield server
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()
+        server.thread.join()

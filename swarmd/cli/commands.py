@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from swarmd.agents.registry import AgentRegistry, load_agent_registry
 from swarmd.cli.progress import ProgressPrinter, exit_code_for, follow_ticket
@@ -25,6 +25,9 @@ from swarmd.store.backup import BackupResult, RestoreResult
 from swarmd.store.stats import StoreStats, WindowStats, start_of_day
 from swarmd.tickets import load_ticket_file
 from swarmd.wire.report import UsageTotals
+
+if TYPE_CHECKING:
+    from swarmd.git.binding import RepoBinding
 
 STATUS_WINDOWS = {"5m": 300.0, "60m": 3600.0}
 
@@ -57,10 +60,31 @@ async def submit_file(
 ) -> SubmitResult:
     spec = load_ticket_file(path)
     check_agents(spec, load_agent_registry(settings.agents_path))
+    binding = bind_ticket_repository(settings, spec)
     async with await Store.open(settings.layout.database) as store:
         return await store.submit_ticket(
-            spec, priority=priority, key=key, default_max_attempts=settings.max_attempts
+            spec,
+            priority=priority,
+            key=key,
+            default_max_attempts=settings.max_attempts,
+            repo=binding.to_dict() if binding is not None else None,
         )
+
+
+def bind_ticket_repository(settings: Settings, spec: TicketSpec) -> RepoBinding | None:
+    """The repository a ticket works on, its base pinned to a commit now; None for none."""
+    if spec.repo is None:
+        return None
+    from swarmd.git.binding import bind_repository
+    from swarmd.git.registry import load_repo_registry
+
+    return bind_repository(
+        load_repo_registry(settings.repos_path),
+        spec.repo,
+        base=spec.base,
+        deliver=spec.deliver,
+        home=settings.home,
+    )
 
 
 async def wait_for_ticket(

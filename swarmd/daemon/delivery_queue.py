@@ -8,11 +8,15 @@ happens in a thread, and ``drain()`` awaits them all before the daemon exits.
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from pathlib import Path
+from typing import Any
 
-from swarmd.errors import SwarmdError
+from swarmd.daemon.repo_tasks import RepoTasks
+from swarmd.errors import GitError, SwarmdError
 from swarmd.home import HomeLayout
 from swarmd.logs import get_logger
-from swarmd.models import Task, TaskState, TicketState
+from swarmd.models import Task, TaskState, Ticket, TicketState
 from swarmd.outputs import (
     TaskArchiveRef,
     verify_archive,
@@ -34,7 +38,15 @@ class DeliveryQueue:
     never to none.
     """
 
-    def __init__(self, store: Store, layout: HomeLayout, *, only_ticket: int | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        layout: HomeLayout,
+        *,
+        only_ticket: int | None = None,
+        repos: RepoTasks | None = None,
+    ) -> None:
+        self._repos = repos
         self._store = store
         self._layout = layout
         self._only_ticket = only_ticket
@@ -94,13 +106,16 @@ class DeliveryQueue:
                     )
                 )
             dest = self._layout.delivery_archive(ticket_id)
-            info = await asyncio.to_thread(
-                write_delivery_archive,
-                dest,
-                refs,
-                ticket={"id": ticket.id, "title": ticket.title, "state": state.value},
-            )
+            meta: dict[str, Any] = {"id": ticket.id, "title": ticket.title, "state": state.value}
+            with tempfile.TemporaryDirectory(prefix="swarmd-delivery-") as staging:
+                if self._repos is not None:
+                    part, repository = await self._repository_part(ticket, tasks, Path(staging))
+                    refs.extend([part] if part is not None else [])
+                    meta.update({"repository": repository} if repository else {})
+                info = await asyncio.to_thread(write_delivery_archive, dest, refs, ticket=meta)
             await self._store.mark_delivered(ticket_id, state)
+            if self._repos is not None:
+                await self._repos.clean_up(ticket_id, tasks)
         except (SwarmdError, OSError) as exc:
             self._failed.add(ticket_id)
             log.error("delivery_failed", ticket=ticket_id, error=str(exc))
@@ -112,6 +127,18 @@ class DeliveryQueue:
             files=info.file_count,
             bytes=info.total_bytes,
         )
+
+    async def _repository_part(
+        self, ticket: Ticket, tasks: list[Task], staging: Path
+    ) -> tuple[TaskArchiveRef | None, dict[str, Any] | None]:
+        """A repository ticket's bundle and patches; a failed push or pull request is
+        written into the delivery's manifest and logged, and the rest is still delivered."""
+        assert self._repos is not None
+        try:
+            return await self._repos.deliver(ticket, tasks, staging)
+        except GitError as exc:
+            log.error("repository_delivery_failed", ticket=ticket.id, error=str(exc))
+            return None, {"error": str(exc)}
 
     async def _repair_task_archive(self, ticket_id: int, task: Task) -> None:
         archive = self._layout.task_archive(ticket_id, task.name)

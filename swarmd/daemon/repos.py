@@ -1,8 +1,8 @@
 """The daemon's work on repositories: a worktree per task, the commit and merge of its work,
 the delivery of the ticket's branch, and the cleanup that never loses work.
 
-    submit        the base is resolved to a commit once (``RepoBinding``): every task of the
-                  ticket starts from it even if the branch moves
+    submit        the base is resolved to a commit once (``swarmd.git.binding``): every task
+                  of the ticket starts from it even if the branch moves
     dispatch      ``prepare_worktree``: a branch and worktree under ``$SWARMD_HOME/worktrees``,
                   started at the base (a root task) or at the merge of its needs' commits
     agent exits 0 ``commit_task`` (deny rules, trailers, hooks off) then ``merge_task`` into
@@ -12,9 +12,7 @@ the delivery of the ticket's branch, and the cleanup that never loses work.
                   task -> commits map; then push, or push and open a pull request
     cleanup       a worktree goes only when clean and merged; a conflict's is locked and kept
 
-Branches: the ticket's ``<prefix>/<ticket>`` and each task's ``<prefix>/tasks/<ticket>/<task>``
-(git cannot hold both ``swarmd/42`` and ``swarmd/42/html``: one ref would be a directory of
-the other). Everything here is synchronous git: the daemon calls it in a thread.
+Everything here is synchronous git: the daemon calls it in a thread.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from swarmd.git import (
     GitRunner,
     Identity,
     MergeResult,
+    Reconciliation,
     Removal,
     Repository,
     TaskCommit,
@@ -45,48 +44,16 @@ from swarmd.git import (
     lock_worktree,
     merge_into,
     push,
+    reconcile_worktrees,
     remove_worktree,
     start_point,
-    task_branch,
 )
-from swarmd.git.registry import RepoEntry
+from swarmd.git.binding import RepoBinding
+from swarmd.git.registry import ForgeEntry, RepoEntry
 from swarmd.home import HomeLayout
 
 DELIVERY_DIR = "repository"
 """Where a delivery archive keeps the bundle and the patches."""
-
-
-@dataclass(frozen=True, slots=True)
-class RepoBinding:
-    """A ticket's repository, fixed when it is submitted."""
-
-    entry: RepoEntry
-    base_ref: str  # what the ticket asked for (a branch name, usually)
-    base_commit: str  # what that was when it was submitted
-    deliver: str  # branch | push | pr
-
-    def ticket_branch(self, ticket_id: int) -> str:
-        return f"{self.entry.branch_prefix}/{ticket_id}"
-
-    def task_branch(self, ticket_id: int, task: str) -> str:
-        return task_branch(f"{self.entry.branch_prefix}/tasks", ticket_id, task)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "repo": self.entry.to_dict(),
-            "base_ref": self.base_ref,
-            "base_commit": self.base_commit,
-            "deliver": self.deliver,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RepoBinding:
-        return cls(
-            entry=RepoEntry.from_dict(dict(data["repo"])),
-            base_ref=str(data["base_ref"]),
-            base_commit=str(data["base_commit"]),
-            deliver=str(data["deliver"]),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +137,12 @@ class RepoWork:
             message=f"swarmd: start of {ticket_id}.{task}, merging its needs",
         )
         path = self.worktree_path(ticket_id, task)
+        if not path.exists() and repo.branch_tip(branch) is not None:
+            # The branch of an earlier attempt outlived its folder (removed by hand, or
+            # pruned at start-up): check it out again, then reset it like any retry.
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with repo.lock:
+                repo.git("worktree", "add", "--quiet", "--no-checkout", str(path), branch)
         if path.exists():
             repo.git("checkout", "--quiet", "--force", "-B", branch, start, cwd=path)
             repo.git("clean", "--quiet", "-fdx", cwd=path)
@@ -233,18 +206,18 @@ class RepoWork:
         ticket_id: int,
         staging: Path,
         *,
-        open_pull_request: Any = None,
+        publish: bool = True,
+        open_pull_request: Callable[[str, str], str] | None = None,
     ) -> RepoDelivery:
-        """Bundle and patches of base..branch into ``staging``; push or open a pull request.
-
-        ``open_pull_request(branch, base_ref) -> url`` is called for ``deliver = "pr"``.
-        """
+        """Bundle and patches of base..branch under ``staging/content``; with ``publish``,
+        push (``push``, ``pr``) and open a pull request (``pr``:
+        ``open_pull_request(branch, base_ref) -> url``)."""
         repo = self.repository(binding.entry)
         branch = binding.ticket_branch(ticket_id)
         head = repo.branch_tip(branch)
         if head is None or head == binding.base_commit:
             return RepoDelivery(branch=branch, base=binding.base_commit, head=None)
-        target = staging / DELIVERY_DIR
+        target = staging / "content" / DELIVERY_DIR
         target.mkdir(parents=True, exist_ok=True)
         made = bundle(repo, binding.base_commit, branch, target / "branch.bundle")
         patches = format_patches(repo, binding.base_commit, branch, target / "patches")
@@ -261,13 +234,19 @@ class RepoWork:
                 for name, commits in sorted(by_task.items(), key=lambda item: item[0] or "")
             },
         )
-        if binding.deliver in ("push", "pr"):
+        if publish and binding.deliver in ("push", "pr"):
             pushed = push(repo, binding.entry.remote, branch)
             delivery = replace(delivery, pushed_to=f"{pushed.remote}/{pushed.remote_branch}")
-        if binding.deliver == "pr" and open_pull_request is not None:
+        if publish and binding.deliver == "pr" and open_pull_request is not None:
             url = open_pull_request(branch, binding.base_ref)
             delivery = replace(delivery, pull_request=url)
         return delivery
+
+    def reconcile(self, entry: RepoEntry) -> Reconciliation:
+        """Prune the worktrees under ``worktrees/`` whose folders are gone; report strangers."""
+        root = self._layout.worktree(0, "x").parent.parent
+        owned = [task for ticket in _folders(root) for task in _folders(ticket)]
+        return reconcile_worktrees(self.repository(entry), root, owned)
 
     def clean_up(self, binding: RepoBinding, ticket_id: int, tasks: Sequence[str]) -> list[Removal]:
         """Remove the ticket's task worktrees and branches that hold nothing unmerged."""
@@ -284,3 +263,36 @@ class RepoWork:
         if parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
         return removals
+
+
+def _folders(path: Path) -> list[Path]:
+    try:
+        return [entry for entry in path.iterdir() if entry.is_dir()]
+    except OSError:
+        return []
+
+
+def open_forge_pull_request(
+    forge: ForgeEntry, token: str, *, branch: str, base: str, title: str, body: str
+) -> str:
+    """Open a draft pull request of ``branch`` into ``base``; its URL."""
+    import httpx
+
+    from swarmd.git.forges import GiteaForge, GitHubForge, PullRequestDraft
+
+    owner, name = forge.repository.split("/", 1)
+    draft = PullRequestDraft(
+        owner=owner, repo=name, title=title, head=branch, base=base, body=body, draft=True
+    )
+    with httpx.Client(trust_env=False) as client:
+        if forge.kind == "github":
+            return (
+                GitHubForge(client=client, token=token, api_url=forge.api_url)
+                .open_pull_request(draft)
+                .url
+            )
+        return (
+            GiteaForge(client=client, token=token, base_url=forge.api_url)
+            .open_pull_request(draft)
+            .url
+        )

@@ -27,8 +27,11 @@ from swarmd.daemon.metrics.exporter import MetricsExporter
 from swarmd.daemon.notify import SystemdNotifier, watchdog_interval
 from swarmd.daemon.permits import PermitService
 from swarmd.daemon.providers import grantable_env, llm_job_settings, provider_config
+from swarmd.daemon.repo_tasks import RepoTasks
+from swarmd.daemon.repos import RepoWork
 from swarmd.daemon.supervisor import Supervisor, SupervisorConfig
 from swarmd.errors import ConfigError, EnvironmentProblem, StoreError, SwarmdError
+from swarmd.git.registry import load_repo_registry
 from swarmd.home import HomeLock
 from swarmd.logs import get_logger
 from swarmd.models import TicketState
@@ -153,7 +156,8 @@ async def _serve_locked(
     permits = PermitService(
         settings.api_rate_limit_rpm, limit_key=provider_config(settings).provider_name
     )
-    deliveries = DeliveryQueue(store, layout, only_ticket=only_ticket)
+    repos = repo_tasks(settings, store, base_env)
+    deliveries = DeliveryQueue(store, layout, only_ticket=only_ticket, repos=repos)
     notifier = SystemdNotifier(base_env.get("NOTIFY_SOCKET"))
     spawner = worker_spawner(settings, base_env)
     launcher = WorkerLauncher(
@@ -196,6 +200,7 @@ async def _serve_locked(
         ),
         stop=stop,
         hooks=DaemonHooks(store, notifier, permits, deliveries, gate_holds),
+        repos=repos,
     )
     log.info(
         "daemon_started",
@@ -215,6 +220,7 @@ async def _serve_locked(
             metrics_exporter(settings, store, gate_holds, stop),
             watching_agents(agents, reload_agents, stop),
         ):
+            await repos.reconcile()
             await deliveries.reconcile()
             await supervisor.run()
             await deliveries.drain()
@@ -224,6 +230,28 @@ async def _serve_locked(
         await store.close()
         log.info("daemon_stopped", pid=os.getpid())
     return supervisor.finished_state
+
+
+GIT_VARIABLES = ("PATH", "HOME", "SSH_AUTH_SOCK", "GIT_SSH_COMMAND", "GIT_ASKPASS", "LANG")
+"""What the daemon's git may see of its environment: enough to find git, and for push and
+fetch, the credentials the person configured (helpers, an ssh agent)."""
+
+
+def repo_tasks(settings: Settings, store: Store, base_env: Mapping[str, str]) -> RepoTasks:
+    """Repository tickets' git work. It commits with the daemon's deny rules: every secret
+    the daemon knows (provider keys, the forges' tokens of registered repositories) is
+    refused in a task's files."""
+    forge_tokens: dict[str, str] = {}
+    with contextlib.suppress(SwarmdError):  # a broken registry fails its tickets' submits
+        for entry in load_repo_registry(settings.repos_path).entries.values():
+            if entry.forge is not None and base_env.get(entry.forge.token_env):
+                forge_tokens[entry.forge.token_env] = base_env[entry.forge.token_env]
+    work = RepoWork(
+        settings.layout,
+        secrets=(*settings.secrets, *forge_tokens.values()),
+        env={name: base_env[name] for name in GIT_VARIABLES if name in base_env},
+    )
+    return RepoTasks(store, work, settings.layout, forge_tokens=forge_tokens)
 
 
 def heartbeat_interval(settings: Settings, base_env: Mapping[str, str]) -> float:

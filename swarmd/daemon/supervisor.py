@@ -30,7 +30,8 @@ from typing import Any, Protocol
 
 from swarmd.daemon.gate import GateDecision, SpawnGate
 from swarmd.daemon.outcome import Verdict, decide_verdict
-from swarmd.errors import ProcessError, StaleAttemptError, SwarmdError, TicketError
+from swarmd.daemon.repo_tasks import RepoTasks
+from swarmd.errors import GitError, ProcessError, StaleAttemptError, SwarmdError, TicketError
 from swarmd.logs import get_logger
 from swarmd.models import ClaimedTask, ExitReason, TaskOutcome, TaskState, TicketState
 from swarmd.spawn.groups import ProcessIdentity, is_same_process, kill_stale_group
@@ -78,6 +79,7 @@ class Supervisor:
         hooks: SupervisorHooks,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        repos: RepoTasks | None = None,
     ) -> None:
         self._store = store
         self._gate = gate
@@ -87,6 +89,7 @@ class Supervisor:
         self._hooks = hooks
         self._clock = clock
         self._wall_clock = wall_clock
+        self._repos = repos
         self._sessions: dict[str, tuple[WorkerSession, asyncio.Task[None]]] = {}
         self._wakeup = asyncio.Event()
         self._new_work = True
@@ -157,6 +160,12 @@ class Supervisor:
     async def recover_interrupted(self) -> None:
         """Requeue attempts a dead daemon left running, after their groups are confirmed dead."""
         for task, attempt in await self._store.running_attempts():
+            if self._repos is not None:
+                # It committed its work, then the daemon died before the merge: finish it.
+                resumed = await self._repos.complete_recorded(task, attempt)
+                if resumed is not None:
+                    await self._apply_verdict(attempt.token, task.ref, resumed)
+                    continue
             killed = False
             if attempt.pid is not None and attempt.pid_create_time is not None:
                 identity = ProcessIdentity(attempt.pid, attempt.pid_create_time)
@@ -186,7 +195,10 @@ class Supervisor:
             del self._sessions[token]
             if runner.exception() is not None:
                 log.error("worker_session_crashed", task=session.ref, exc_info=runner.exception())
-            await self._close_attempt(session, decide_verdict(session.exit_facts()))
+            verdict = decide_verdict(session.exit_facts())
+            if self._repos is not None:
+                verdict = await self._repos.settle(session.token, verdict)
+            await self._close_attempt(session, verdict)
 
     def enforce_limits(self) -> None:
         now = self._clock()
@@ -271,8 +283,19 @@ class Supervisor:
     async def _start_worker(self, claimed: ClaimedTask) -> None:
         task = claimed.task
         try:
-            session = await self._launcher.launch(claimed)
+            workspace = await self._repos.prepare(claimed) if self._repos else None
+        except GitError as exc:
+            assert self._repos is not None
+            log.error("worktree_failed", task=task.ref, error=str(exc))
+            await self._apply_verdict(
+                claimed.attempt.token, task.ref, self._repos.prepare_failed(exc)
+            )
+            return
+        try:
+            session = await self._launcher.launch(claimed, workspace=workspace)
         except (ProcessError, SwarmdError, OSError) as exc:
+            if self._repos is not None:
+                self._repos.forget(claimed.attempt.token)
             log.error("worker_spawn_failed", task=task.ref, error=str(exc))
             # A task the daemon cannot make a job of (its agent is unknown) would fail the
             # same way on every attempt: it fails once, for good.

@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from swarmd.agents.registry import AgentLookup
 from swarmd.home import HomeLayout
@@ -59,7 +60,10 @@ class WorkerLauncher:
         self._skip_grace = skip_grace
         self._clock = clock
 
-    def build_job(self, claimed: ClaimedTask) -> Job:
+    def build_job(self, claimed: ClaimedTask, workspace: Path | None = None) -> Job:
+        """The job of a claimed task. ``workspace`` is a repository task's worktree: the
+        agent works there, needs no inputs copied (its start commit holds its needs' work),
+        and leaves no archive (the daemon archives its commit)."""
         task, attempt = claimed.task, claimed.attempt
         agent = self._registry.resolve(task.agent)
         layout = self._settings.layout
@@ -74,15 +78,16 @@ class WorkerLauncher:
             task=task.name,
             attempt=attempt.number,
             agent=agent,
-            workspace=str(layout.workspace(task.ticket_id, task.name)),
+            workspace=str(workspace or layout.workspace(task.ticket_id, task.name)),
             archive_path=str(layout.task_archive(task.ticket_id, task.name)),
+            worktree=workspace is not None,
             deadline=self._clock() + timeout,
             prompt=task.prompt,
             command=task.command,
             checks=task.checks,
-            inputs=tuple(
-                (need, str(layout.workspace(task.ticket_id, need))) for need in task.needs
-            ),
+            inputs=()
+            if workspace
+            else tuple((need, str(layout.workspace(task.ticket_id, need))) for need in task.needs),
             model_chain=self.model_chain(task, agent) if is_llm else (),
             heartbeat_seconds=self._settings.heartbeat_seconds,
             fix_rounds=self._settings.max_fix_rounds if agent.kind is AgentKind.VERIFY else 0,
@@ -110,9 +115,9 @@ class WorkerLauncher:
     def model_chain(self, task: Task, agent: AgentDef) -> tuple[str, ...]:
         return task.model or agent.model or self._settings.model_chain
 
-    async def launch(self, claimed: ClaimedTask) -> WorkerSession:
+    async def launch(self, claimed: ClaimedTask, *, workspace: Path | None = None) -> WorkerSession:
         """Build the job and start its worker; raises ``ProcessError`` if it cannot start."""
-        job = self.build_job(claimed)
+        job = self.build_job(claimed, workspace)
         task = claimed.task
         log_path = self._settings.layout.attempt_log(task.ticket_id, task.name, job.attempt)
         log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,12 @@ RECORD_DELIVERY = """
     WHERE ticket_id = ?
 """
 
+BINDINGS_IN_PROGRESS = """
+    SELECT repo_tickets.binding FROM repo_tickets
+    JOIN tickets ON tickets.id = repo_tickets.ticket_id
+    WHERE tickets.delivered_at IS NULL
+"""
+
 SELECT_DELIVERY = "SELECT head_commit, pull_request FROM repo_tickets WHERE ticket_id = ?"
 
 
@@ -73,6 +79,11 @@ class RepoRecords(StoreReads):
         """Task name -> its merged result commit, for the ticket's tasks that have one."""
         rows = await self._db.read(lambda txn: txn.fetch(COMMITS_OF_TICKET, (ticket_id,)))
         return {str(row[0]): str(row[1]) for row in rows}
+
+    async def bindings_in_progress(self) -> list[dict[str, Any]]:
+        """The repository bindings of tickets not yet delivered (running, or owed one)."""
+        rows = await self._db.read(lambda txn: txn.fetch(BINDINGS_IN_PROGRESS))
+        return [dict(json.loads(row[0])) for row in rows]
 
     async def record_repo_delivery(
         self, ticket_id: int, *, head: str | None, pull_request: str | None = None

@@ -40,7 +40,11 @@ VERIFY_AGENT = "verify"
 PROMPT_AGENTS = frozenset({"echo", "llm", PLANNER_AGENT})
 """Built-in agents that work from a prompt and take no command."""
 
-TICKET_FIELDS = frozenset({"title", "agent", "priority", "key", "model", "plan", "prompt", "tasks"})
+TICKET_FIELDS = frozenset(
+    {"title", "agent", "priority", "key", "model", "plan", "prompt", "tasks"}
+    | {"repo", "base", "deliver"}
+)
+DELIVERIES = ("branch", "push", "pr")
 TASK_FIELDS = frozenset(
     {
         "name",
@@ -151,7 +155,18 @@ def parse_ticket_data(
         plan=plan,
         prompt=prompt if plan else None,
         model=model,
+        **_repository_fields(fields),
     )
+
+
+def _repository_fields(fields: FieldReader) -> dict[str, str | None]:
+    """``repo``, ``base`` and ``deliver``: checked for form here, resolved at submit."""
+    found = {name: fields.text(name, max_chars=4096) for name in ("repo", "base", "deliver")}
+    if found["repo"] is None and (found["base"] or found["deliver"]):
+        fields.refuse('"base" and "deliver" need a "repo"')
+    if found["deliver"] is not None and found["deliver"] not in DELIVERIES:
+        fields.refuse(f'field "deliver" must be one of {", ".join(DELIVERIES)}')
+    return found
 
 
 def parse_tasks(
@@ -186,6 +201,9 @@ def ticket_to_data(spec: TicketSpec) -> dict[str, Any]:
         data["key"] = spec.key
     if spec.model is not None:
         data["model"] = list(spec.model)
+    for name in ("repo", "base", "deliver"):
+        if getattr(spec, name) is not None:
+            data[name] = getattr(spec, name)
     if spec.plan:
         data["plan"] = True
         data["prompt"] = spec.prompt

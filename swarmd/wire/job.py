@@ -66,6 +66,7 @@ class Job:
     workspace: str
     archive_path: str
     deadline: float  # wall-clock seconds; the LLM budget ends here
+    worktree: bool = False  # the workspace is a git worktree the daemon prepared and commits
     prompt: str | None = None
     command: tuple[str, ...] | None = None  # the task's own argv, else the agent's
     checks: tuple[dict[str, Any], ...] = ()

@@ -84,7 +84,7 @@ async def run_job(job: Job, calls: WorkerCalls) -> AgentResult:
     """Prepare the workspace, run the agent, package its outputs; never raise."""
     try:
         result = await run_agent(job, calls)
-        if result.ok:
+        if result.ok and not job.worktree:  # a worktree's work is the daemon's to commit
             archive = await asyncio.to_thread(package_outputs, job, result.details)
             result = AgentResult(ok=True, details={**result.details, "archive": archive})
         return result
@@ -99,7 +99,8 @@ async def run_agent(job: Job, calls: WorkerCalls) -> AgentResult:
     from swarmd.outputs import prepare_workspace
 
     workspace = Path(job.workspace)
-    prepare_workspace(workspace, [(name, Path(path)) for name, path in job.inputs])
+    if not job.worktree:
+        prepare_workspace(workspace, [(name, Path(path)) for name, path in job.inputs])
     kind = job.agent.kind
     if kind is AgentKind.ECHO:
         from swarmd.agents.echo import run_echo

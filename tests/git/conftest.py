@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from swarmd.git import GitRunner, Repository
-from tests.git.repos import Person, write
+from tests.support.repos import Person, write
 
 
 @pytest.fixture

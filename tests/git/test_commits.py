@@ -17,7 +17,7 @@ from swarmd.git import (
     task_branch,
     with_trailers,
 )
-from tests.git.repos import TICKET, Person, finish_task, run_task, start_task, write
+from tests.support.repos import TICKET, Person, finish_task, run_task, start_task, write
 
 SECRET = "sk-live-4f9a2c7e1b8d3f6a"
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from swarmd.git import Repository, list_worktrees
-from tests.git.repos import Person, checkout_state
-from tests.git.swarm_worker import integration_branch, run_tasks
+from tests.support.git_swarm_worker import integration_branch, run_tasks
+from tests.support.repos import Person, checkout_state
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS_PER_ROUND = 32
@@ -71,7 +71,7 @@ def _start_worker(
 ) -> subprocess.Popen[str]:
     argv = [str(project.path), str(work_dir), str(ticket), base, str(THREADS_PER_PROCESS), *tasks]
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.git.swarm_worker", *argv],
+        [sys.executable, "-m", "tests.support.git_swarm_worker", *argv],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,

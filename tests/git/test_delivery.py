@@ -17,7 +17,7 @@ from swarmd.git import (
     merge_into,
     with_trailers,
 )
-from tests.git.repos import Person, run_task
+from tests.support.repos import Person, run_task
 
 INTEGRATION = "swarmd/7/integration"
 TASKS = ("alpha", "beta", "gamma")

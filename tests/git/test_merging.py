@@ -15,7 +15,7 @@ from swarmd.git import (
     start_point,
     task_branch,
 )
-from tests.git.repos import Person, checkout_state, finish_task, run_task, start_task, write
+from tests.support.repos import Person, checkout_state, finish_task, run_task, start_task, write
 
 INTEGRATION = "swarmd/7/integration"
 

@@ -8,7 +8,7 @@ import pytest
 
 from swarmd.errors import GitError
 from swarmd.git import GitCommandError, Repository, fetch, merge_into, push
-from tests.git.repos import Person, run_task, write
+from tests.support.repos import Person, run_task, write
 
 INTEGRATION = "swarmd/7/integration"
 

@@ -9,7 +9,7 @@ import pytest
 from swarmd.errors import GitError, InputError
 from swarmd.git import GitRunner, NotARepositoryError, Repository, task_branch
 from swarmd.git.repository import branch_name_problem
-from tests.git.repos import Person, write
+from tests.support.repos import Person, write
 
 
 def test_open_finds_the_common_dir_and_the_lock(project: Repository) -> None:

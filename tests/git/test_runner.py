@@ -9,7 +9,7 @@ import pytest
 
 from swarmd.git import GitCommandError, GitRunner, Identity, Repository
 from swarmd.git.errors import mask_credentials
-from tests.git.repos import Person, write
+from tests.support.repos import Person, write
 
 ENV_PRINTER = """#!/bin/sh
 printf '%s\\n' "$@" > "{args}"

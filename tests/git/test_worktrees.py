@@ -20,7 +20,7 @@ from swarmd.git import (
     unlock_worktree,
 )
 from swarmd.git.worktrees import parse_worktree_list
-from tests.git.repos import TICKET, Person, checkout_state, run_task, start_task, write
+from tests.support.repos import TICKET, Person, checkout_state, run_task, start_task, write
 
 INTEGRATION = "swarmd/7/integration"
 

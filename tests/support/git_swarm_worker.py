@@ -1,6 +1,6 @@
 """Whole tasks run as the daemon would, for the concurrency tests: in threads, or as a process.
 
-As a process: ``python -m tests.git.swarm_worker REPO WORK_DIR TICKET BASE THREADS TASK...``
+As a process: ``python -m tests.support.git_swarm_worker REPO WORK_DIR TICKET BASE THREADS TASK...``
 prints each task's commit on a line of its own, or a traceback and exits 1.
 """
 
