@@ -1,9 +1,11 @@
 """How an attempt ended: the daemon's policy over the facts a worker session saw.
 
-the worker reported success              OK (a planner's graph is checked again first)
+the worker reported success              OK however it exited after (a planner's graph is
+                                         checked again first)
 the daemon stopped it (timeout, memory,  that reason
   hung, cancelled, shutdown)
-the worker reported a failure            ERROR, retryable as the agent said
+the worker reported a failure            ERROR (TRUNCATED for an answer cut inside a file),
+                                         retryable as the agent said
 it died with the fork server             INTERRUPTED: swarmd's failure, no attempt burnt
 it died without a word                   SIGNAL or EXIT_CODE
 """
@@ -46,7 +48,7 @@ def decide_verdict(seen: WorkerExit) -> Verdict:
         return Verdict(seen.kill_reason, seen.kill_detail or seen.kill_reason.value, details)
     if result is not None:
         return Verdict(
-            ExitReason.ERROR,
+            result.exit_reason,  # error, or truncated: the failures a worker may report
             result.error or "the agent failed",
             details,
             retryable=result.retryable,

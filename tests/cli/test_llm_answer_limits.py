@@ -158,10 +158,6 @@ def test_model_that_always_cuts_its_file_leaves_the_task_dead_naming_the_cut(
     assert "Traceback" not in result.stdout + result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs decide_verdict (swarmd/daemon/outcome.py) to record result.exit_reason",
-)
 def test_cut_attempt_ends_with_exit_reason_truncated(
     tmp_path: Path, env: dict[str, str], home: Path, limited_llm: LimitedLLMServer
 ) -> None:
