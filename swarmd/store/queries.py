@@ -50,7 +50,7 @@ WHERE_RETRY_DUE = "state = 'failed' AND retry_at <= ?"
 
 # -- submitting ---------------------------------------------------------------------------
 
-TICKET_ID_BY_KEY = "SELECT id FROM tickets WHERE key = ?"
+TICKET_BY_KEY = "SELECT id, spec FROM tickets WHERE key = ?"
 
 INSERT_TICKET = """
     INSERT INTO tickets (title, state, priority, key, agent, plan, prompt, model, spec, created_at)

@@ -11,7 +11,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-from swarmd.errors import InvalidTransitionError, NotFoundError, TicketError
+from swarmd.errors import InputError, InvalidTransitionError, NotFoundError, TicketError
 from swarmd.models import (
     ACTIVE_TASK_STATES,
     RETRYABLE_TASK_STATES,
@@ -41,6 +41,15 @@ from swarmd.store.transitions import (
 _CANCELLED_ON_REQUEST = "cancelled on request"
 
 
+def _same_spec(stored: str, submitted: str | None) -> bool:
+    """Whether two ``tickets.spec`` columns hold the same ticket, whatever their keys (the
+    key matched already, whether it came from the file or from ``--key``)."""
+    old, new = json.loads(stored), json.loads(submitted or "{}")
+    old.pop("key", None)
+    new.pop("key", None)
+    return bool(old == new)
+
+
 class TicketWrites(StoreReads):
     """Submitting, growing, cancelling and retrying tickets."""
 
@@ -59,7 +68,8 @@ class TicketWrites(StoreReads):
         """Write a ticket and its tasks in one transaction.
 
         With an idempotency key (``key`` or ``spec.key``) that an existing ticket already
-        has, nothing is written and that ticket's id comes back with ``created=False``.
+        has, nothing is written: if that ticket was submitted from the same spec, its id
+        comes back with ``created=False``; if not, ``InputError`` names the key and it.
         """
         if not spec.tasks:
             raise TicketError(f"ticket {spec.title!r} has no tasks")
@@ -67,11 +77,18 @@ class TicketWrites(StoreReads):
         key = spec.key if key is None else key
         priority = spec.priority if priority is None else priority
         now = self._clock()
+        spec_json = dump_json(dataclasses.asdict(spec))
 
         def submit(txn: Transaction) -> SubmitResult:
             if key is not None:
-                existing = txn.fetch_one(queries.TICKET_ID_BY_KEY, (key,))
+                existing = txn.fetch_one(queries.TICKET_BY_KEY, (key,))
                 if existing is not None:
+                    if not _same_spec(existing["spec"], spec_json):
+                        raise InputError(
+                            f"key {key!r} already names ticket {existing['id']}, which was "
+                            "submitted with other content; nothing was written "
+                            "(use a new key, or submit the same ticket)"
+                        )
                     return SubmitResult(ticket_id=existing["id"], created=False)
             row = txn.fetch_one(
                 queries.INSERT_TICKET,
@@ -83,7 +100,7 @@ class TicketWrites(StoreReads):
                     int(spec.plan),
                     spec.prompt,
                     dump_json(spec.model),
-                    dump_json(dataclasses.asdict(spec)),
+                    spec_json,
                     now,
                 ),
             )
