@@ -128,7 +128,9 @@ async def follow_ticket(
                 seen_version = version
                 ticket = await store.get_ticket(ticket_id)
                 if printer is not None:
-                    beat = await store.read_heartbeat()
+                    # The gate matters only while some task waits to start.
+                    waiting = ticket.task_counts.get("ready") and not ticket.state.is_terminal
+                    beat = await store.read_heartbeat() if waiting else None
                     printer.show(ticket, gate_hold(ticket, beat, time.time()))
                 if ticket.state.is_terminal:
                     return ticket
