@@ -1,12 +1,20 @@
 """The ``swarmd`` command line: what runs in the user's shell, and nothing of the daemon's.
 
-    app.py          typer: parse arguments, call one command, print, exit with its code
-    commands.py     what each command does, over the store and the home, as plain data
-    doctor.py       ``swarmd doctor``: checks a host, one finding each
-    render.py       tables, JSON and key/value listings
-    status_view.py  ``swarmd status``: the snapshot and ``--watch``
-    progress.py     following one ticket until it finishes
-    log_view.py     ``swarmd logs``: filter and follow the structured log
+    app.py            typer: parse arguments, call one command, print, exit with its code
+    exits.py          how a command ends: one ``swarmd: ...`` line and its exit code
+    inputs.py         the command line's values, checked before anything is written
+    home_check.py     is the home usable? checked before anything is written in it
+    help_format.py    ``--help``: arguments by name (``FILE``), flags without a type
+    commands.py       what each command does, over the store and the home, as plain data
+    failures.py       why a task failed: the error, the attempt's log and its last lines
+    doctor.py         ``swarmd doctor``: checks a host, one finding each
+    render.py         tables, JSON and key/value listings
+    quoting.py        untrusted text escaped and cut with an ellipsis
+    settings_view.py  ``swarmd config``: ``NAME=value`` lines and unknown ``SWARMD_*``
+    status_report.py  ``swarmd status`` as data, and its exit code
+    status_view.py    ``swarmd status`` for people: the snapshot and ``--watch``
+    progress.py       following one ticket until it finishes, and what holds it
+    log_view.py       ``swarmd logs``: filter and follow the structured log
 
 ``app.py`` imports each command's module only inside that command, so ``swarmd --version``
 and ``swarmd --help`` load no settings, logging or asyncio.

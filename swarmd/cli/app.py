@@ -1,7 +1,13 @@
 """The ``swarmd`` command: parse, call, print. No business logic lives here.
 
-Exit codes: 0 done; 1 the ticket failed or was cancelled; 2 bad input, nothing written;
-3 environment problem (database unusable, another daemon running); 78 invalid settings.
+Exit codes: 0 done; 1 the ticket failed, was cancelled, or did not finish within
+``--timeout``; 2 bad input, nothing written; 3 environment problem (an unusable home or
+database, another daemon running; for ``status``, no daemon); 78 invalid settings;
+130 interrupted (Ctrl-C).
+
+Every value typed on the command line is checked (``swarmd.cli.inputs``) before settings
+are loaded, and the home (``swarmd.cli.home_check``) before anything is written. A usage
+mistake typer finds itself (an unknown option, a missing argument) is one line too.
 
 Each command imports what it needs inside its own body, and reaches the rest of swarmd only
 through ``swarmd.cli.commands`` (and the CLI's own views): ``swarmd --version`` and
@@ -11,22 +17,30 @@ through ``swarmd.cli.commands`` (and the CLI's own views): ``swarmd --version`` 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Coroutine
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from swarmd import __version__
-from swarmd.errors import InputError, SwarmdError
+from swarmd.cli.exits import (
+    call,
+    checked,
+    fail,
+    say,
+    settings_or_exit,
+    usable_home,
+    usage_problem,
+)
+from swarmd.cli.help_format import SwarmdCommand, SwarmdGroup
+from swarmd.cli.quoting import literal, printable
+from swarmd.errors import SwarmdError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from swarmd.config import Settings
-
-T = TypeVar("T")
 
 app = typer.Typer(
     name="swarmd",
@@ -34,6 +48,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=SwarmdGroup,
 )
 
 
@@ -44,38 +59,7 @@ def console() -> Console:
     return Console()
 
 
-@cache
-def err_console() -> Console:
-    from rich.console import Console
-
-    return Console(stderr=True, soft_wrap=True)
-
-
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
-
-def fail(message: str, code: int) -> NoReturn:
-    err_console().print(f"swarmd: {message}", highlight=False, markup=False)
-    raise typer.Exit(code)
-
-
-def settings_or_exit() -> Settings:
-    from swarmd.config import load_settings
-
-    try:
-        return load_settings()
-    except SwarmdError as exc:
-        fail(str(exc), exc.exit_code)
-
-
-def call(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run one async operation; a SwarmdError becomes its sentence and exit code."""
-    import asyncio
-
-    try:
-        return asyncio.run(coro_fn())
-    except SwarmdError as exc:
-        fail(str(exc), exc.exit_code)
 
 
 def setup_cli_logging(settings: Settings, *, console_output: bool = False) -> None:
@@ -109,30 +93,42 @@ def root(
     """swarmd: tickets go in, agents work on them in parallel, archives come out."""
 
 
-@app.command()
+@app.command(cls=SwarmdCommand)
 def run() -> None:
     """Run the daemon in the foreground (systemd's ExecStart)."""
     from swarmd.cli import commands
 
     settings = settings_or_exit()
+    usable_home(settings, writing=True)
     setup_cli_logging(settings, console_output=True)
+    # A misspelled setting is ignored by the settings: say so, loudly, but start.
+    for warning in commands.log_unknown_variables():
+        say(f"warning: {warning}")
     call(lambda: commands.run_daemon(settings))
 
 
-@app.command()
+@app.command(cls=SwarmdCommand)
 def submit(
-    file: Annotated[Path, typer.Argument(help="A ticket file, TOML or JSON.")],
-    priority: Annotated[int | None, typer.Option(help="Override the ticket's priority.")] = None,
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="A ticket file, TOML or JSON.")],
+    priority: Annotated[
+        int | None, typer.Option(metavar="N", help="Override the ticket's priority.")
+    ] = None,
     key: Annotated[
-        str | None, typer.Option(help="Idempotency key: resubmitting returns the same ticket.")
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            help="Idempotency key: submitting the same ticket again returns the same id.",
+        ),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the ticket to finish.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Queue a ticket; prints the new ticket id."""
-    from swarmd.cli import commands
+    from swarmd.cli import commands, inputs
 
+    priority = checked(lambda: inputs.priority(priority))
     settings = settings_or_exit()
+    usable_home(settings, writing=True)
     setup_cli_logging(settings)
     result = call(lambda: commands.submit_file(settings, file, priority=priority, key=key))
     if json_output:
@@ -140,48 +136,96 @@ def submit(
     else:
         print(result.ticket_id)
     if wait:
-        from swarmd.cli.progress import exit_code_for
-
-        state = call(lambda: commands.wait_for_ticket(settings, result.ticket_id, timeout=None))
-        raise typer.Exit(exit_code_for(state))
+        sys.stdout.flush()
+        raise typer.Exit(wait_and_summarise(settings, result.ticket_id))
 
 
-@app.command("run-ticket")
-def run_ticket(
-    ticket: Annotated[str, typer.Argument(help="A ticket id, or a ticket file to submit.")],
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the ticket to finish.")] = False,
-    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds.")] = None,
-    priority: Annotated[int | None, typer.Option(help="Priority when submitting a file.")] = None,
-) -> None:
-    """Run a ticket: with a daemon, hand it over (and --wait); without one, run it here."""
+def wait_and_summarise(settings: Settings, ticket_id: int) -> int:
+    """``submit --wait``: follow the ticket, then say how it ended on stderr (stdout holds
+    the id alone, for scripts); the exit code of its end."""
+    from swarmd.cli import commands
+    from swarmd.cli.progress import exit_code_for
+
+    if note := commands.no_daemon_note(settings, ticket_id):
+        print(note, file=sys.stderr, flush=True)
+    try:
+        state = call(lambda: commands.wait_for_ticket(settings, ticket_id, timeout=None))
+    except KeyboardInterrupt:
+        fail(stopped_waiting(settings, ticket_id), 130)
+    assert state is not None  # no timeout: only the ticket's end ends the wait
+    for line in call(lambda: commands.describe_outcome(settings, ticket_id)):
+        print(line, file=sys.stderr)
+    return exit_code_for(state)
+
+
+def stopped_waiting(settings: Settings, ticket_id: int) -> str:
     from swarmd.cli import commands
 
+    return f"stopped waiting for ticket {ticket_id}; {commands.left_behind(settings, ticket_id)}"
+
+
+@app.command("run-ticket", cls=SwarmdCommand)
+def run_ticket(
+    ticket: Annotated[
+        str, typer.Argument(metavar="TICKET", help="A ticket id, or a ticket file to submit.")
+    ],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the ticket to finish.")] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Stop after this many seconds (exit 1): here, the tasks go back to the "
+            "queue; on a daemon, the ticket keeps running.",
+        ),
+    ] = None,
+    priority: Annotated[
+        int | None, typer.Option(metavar="N", help="Priority when submitting a file.")
+    ] = None,
+) -> None:
+    """Run a ticket: with a daemon, hand it over (and --wait); without one, run it here."""
+    from swarmd.cli import commands, inputs
+
+    timeout = checked(lambda: inputs.seconds("--timeout", timeout))
+    priority = checked(lambda: inputs.priority(priority))
+    typed_id = checked(lambda: inputs.ticket_id(ticket)) if inputs.looks_like_id(ticket) else None
     settings = settings_or_exit()
+    usable_home(settings, writing=True)
     setup_cli_logging(settings)
     if note := commands.offline_note(settings):
         print(note, file=sys.stderr, flush=True)
-    outcome = call(
-        lambda: commands.run_ticket(settings, ticket, wait=wait, timeout=timeout, priority=priority)
+    ticket_id = call(
+        lambda: commands.resolve_ticket_ref(settings, ticket, typed_id, priority=priority)
     )
+    try:
+        outcome = call(lambda: commands.run_ticket(settings, ticket_id, wait=wait, timeout=timeout))
+    except KeyboardInterrupt:
+        fail(stopped_waiting(settings, ticket_id), 130)
     for line in outcome.lines:
         print(line)
     raise typer.Exit(outcome.exit_code)
 
 
-@app.command()
+@app.command(cls=SwarmdCommand)
 def status(
     json_output: JsonOption = False,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[
+        float, typer.Option(metavar="SECONDS", help="How often --watch refreshes.")
+    ] = 1.0,
 ) -> None:
     """The daemon, its workers, the queue, the gate and the models."""
-    from swarmd.cli import commands
+    from swarmd.cli import inputs, status_report
     from swarmd.cli import status_view as statusview
 
+    checked(lambda: inputs.seconds("--interval", interval))
     settings = settings_or_exit()
+    usable_home(settings, writing=False)
     if watch:
-        statusview.watch(lambda: call(lambda: commands.gather_status(settings)))
+        statusview.watch(
+            console(), lambda: call(lambda: status_report.gather_status(settings)), interval
+        )
         return
-    report = call(lambda: commands.gather_status(settings))
+    report = call(lambda: status_report.gather_status(settings))
     if json_output:
         from swarmd.cli.render import print_json
 
@@ -191,21 +235,25 @@ def status(
     raise typer.Exit(report["exit_code"])
 
 
-@app.command()
+@app.command(cls=SwarmdCommand)
 def tickets(
-    state: Annotated[str | None, typer.Option(help="Only tickets in this state.")] = None,
-    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 100,
+    state: Annotated[
+        str | None, typer.Option(metavar="STATE", help="Only tickets in this state.")
+    ] = None,
+    limit: Annotated[int, typer.Option(metavar="N", help="How many, newest first.")] = 100,
     json_output: JsonOption = False,
 ) -> None:
     """List tickets, newest first."""
-    from swarmd.cli import commands
+    from swarmd.cli import commands, inputs
     from swarmd.cli.render import print_json, print_tickets
     from swarmd.models import TicketState
 
-    settings = settings_or_exit()
+    checked(lambda: inputs.whole_number("--limit", limit, minimum=1))
     if state is not None and state not in {s.value for s in TicketState}:
         allowed = ", ".join(s.value for s in TicketState)
-        fail(f"unknown state {state!r} (one of {allowed})", 2)
+        fail(f"unknown state {literal(state, 60)} (one of {allowed})", 2)
+    settings = settings_or_exit()
+    usable_home(settings, writing=False)
     rows = call(lambda: commands.list_tickets(settings, state=state, limit=limit))
     if json_output:
         print_json(rows)
@@ -213,94 +261,117 @@ def tickets(
         print_tickets(console(), rows)
 
 
-@app.command()
+@app.command(cls=SwarmdCommand)
 def show(
-    ticket: Annotated[str, typer.Argument(help="A ticket id.")],
+    ticket: Annotated[str, typer.Argument(metavar="TICKET", help="A ticket id.")],
     json_output: JsonOption = False,
 ) -> None:
-    """One ticket with its tasks, attempts and outputs."""
-    from swarmd.cli import commands
+    """One ticket with its tasks, attempts and outputs, and why a task failed."""
+    from swarmd.cli import commands, inputs
     from swarmd.cli.render import print_json, print_ticket
 
+    ticket_id = checked(lambda: inputs.ticket_id(ticket))
     settings = settings_or_exit()
-    view = call(lambda: commands.show_ticket(settings, parse_ticket_id(ticket)))
+    usable_home(settings, writing=False)
+    view = call(lambda: commands.show_ticket(settings, ticket_id))
     if json_output:
         print_json(view)
     else:
-        print_ticket(console(), view.ticket, view.tasks, view.attempts, view.outputs)
+        print_ticket(console(), view.ticket, view.tasks, view.attempts, view.outputs, view.failures)
 
 
-@app.command()
-def cancel(ref: Annotated[str, typer.Argument(help="A ticket id, or TICKET.TASK.")]) -> None:
+@app.command(cls=SwarmdCommand)
+def cancel(
+    ref: Annotated[str, typer.Argument(metavar="TICKET", help="A ticket id, or TICKET.TASK.")],
+) -> None:
     """Cancel a ticket or one task; running workers are stopped."""
-    from swarmd.cli import commands
+    from swarmd.cli import commands, inputs
 
+    ticket_id, task = checked(lambda: inputs.ticket_ref(ref))
     settings = settings_or_exit()
+    usable_home(settings, writing=True)
+    checked(lambda: commands.require_database(settings, ticket_id))
     setup_cli_logging(settings)
-    ticket_id, task = parse_ref(ref)
     names = call(lambda: commands.cancel(settings, ticket_id, task))
     print(f"cancelled {len(names)} task(s): {', '.join(names)}")
 
 
-@app.command()
-def retry(ref: Annotated[str, typer.Argument(help="A ticket id, or TICKET.TASK.")]) -> None:
+@app.command(cls=SwarmdCommand)
+def retry(
+    ref: Annotated[str, typer.Argument(metavar="TICKET", help="A ticket id, or TICKET.TASK.")],
+) -> None:
     """Retry the dead, failed, cancelled or skipped tasks of a ticket, or one task."""
-    from swarmd.cli import commands
+    from swarmd.cli import commands, inputs
 
+    ticket_id, task = checked(lambda: inputs.ticket_ref(ref))
     settings = settings_or_exit()
+    usable_home(settings, writing=True)
+    checked(lambda: commands.require_database(settings, ticket_id))
     setup_cli_logging(settings)
-    ticket_id, task = parse_ref(ref)
     names = call(lambda: commands.retry(settings, ticket_id, task))
     print(f"retrying {len(names)} task(s): {', '.join(names)}")
 
 
-@app.command()
+@app.command(cls=SwarmdCommand)
 def logs(
     follow: Annotated[
         bool, typer.Option("-f", "--follow", help="Keep printing new lines.")
     ] = False,
-    ticket: Annotated[int | None, typer.Option(help="Only this ticket.")] = None,
-    task: Annotated[str | None, typer.Option(help="Only this task (name or TICKET.TASK).")] = None,
-    level: Annotated[str | None, typer.Option(help="At least this level.")] = None,
-    event: Annotated[str | None, typer.Option(help="Only this event name.")] = None,
-    lines: Annotated[int, typer.Option("-n", "--lines", help="How many past lines.")] = 50,
+    ticket: Annotated[int | None, typer.Option(metavar="ID", help="Only this ticket.")] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(metavar="TASK", help="Only this task (name or TICKET.TASK)."),
+    ] = None,
+    level: Annotated[str | None, typer.Option(metavar="LEVEL", help="At least this level.")] = None,
+    event: Annotated[
+        str | None, typer.Option(metavar="EVENT", help="Only this event name.")
+    ] = None,
+    lines: Annotated[
+        int, typer.Option("-n", "--lines", metavar="N", help="How many past lines.")
+    ] = 50,
     json_output: JsonOption = False,
 ) -> None:
     """Tail the structured log, readable or as JSON lines."""
+    from swarmd.cli import inputs
     from swarmd.cli import log_view as logview
 
-    settings = settings_or_exit()
+    checked(lambda: inputs.whole_number("--lines", lines, minimum=0))
+    if ticket is not None:
+        only = ticket
+        checked(lambda: inputs.whole_number("--ticket", only, minimum=1))
     if task and "." in task:
         ticket_text, _, task = task.partition(".")
-        ticket = parse_ticket_id(ticket_text)
-    try:
-        query = logview.LogQuery(ticket=ticket, task=task, level=level, event=event)
-    except InputError as exc:
-        fail(str(exc), exc.exit_code)
+        ticket = checked(lambda: inputs.ticket_id(ticket_text))
+    query = checked(lambda: logview.LogQuery(ticket=ticket, task=task, level=level, event=event))
+    settings = settings_or_exit()
+    usable_home(settings, writing=False)
     try:
         logview.tail(settings.layout.log, query, lines=lines, follow=follow, as_json=json_output)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 
 
-@app.command("config")
+@app.command("config", cls=SwarmdCommand)
 def show_config(json_output: JsonOption = False) -> None:
-    """The effective settings, secrets masked."""
-    from swarmd.cli.render import print_json, print_key_values
+    """The effective settings as NAME=value lines, secrets masked; and unknown SWARMD_*."""
+    from swarmd.cli import settings_view
+    from swarmd.cli.render import print_json
 
     settings = settings_or_exit()
-    shown = settings.masked()
+    for warning in settings_view.unknown_variable_warnings():
+        say(f"warning: {warning}")
     if json_output:
-        print_json(shown)
+        print_json(settings.masked())
     else:
-        print_key_values(console(), shown.items())
+        for line in settings_view.env_lines(settings):
+            print(line)
 
 
-@app.command()
+@app.command(cls=SwarmdCommand)
 def agents(json_output: JsonOption = False) -> None:
     """The agents tickets may name: built-ins and those in agents.toml."""
     from swarmd.cli import commands
-    from swarmd.cli.render import print_json, print_key_values
+    from swarmd.cli.render import print_agents, print_json
 
     settings = settings_or_exit()
     try:
@@ -310,14 +381,14 @@ def agents(json_output: JsonOption = False) -> None:
     if json_output:
         print_json(found)
     else:
-        print_key_values(console(), found.items())
+        print_agents(console(), found)
 
 
-@app.command("verify-archive")
+@app.command("verify-archive", cls=SwarmdCommand)
 def verify_archive(
-    path: Annotated[Path, typer.Argument(help="A task or delivery archive.")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="A task or delivery archive.")],
 ) -> None:
-    """Check every file of an archive against its manifest."""
+    """Check every file of an archive against its manifest; print every problem."""
     from swarmd.cli import commands
 
     if not path.is_file():
@@ -327,11 +398,15 @@ def verify_archive(
     except SwarmdError as exc:
         fail(str(exc), 1)
     if problems:
-        fail(f"{path}: {problems[0]}", 1)
-    print(f"{path}: ok")
+        count = len(problems)
+        say(f"{path}: {count} problem{'s' if count > 1 else ''}")
+        for problem in problems:
+            print(f"  {printable(problem, 1000)}", file=sys.stderr)
+        raise typer.Exit(1)
+    print(f"{printable(str(path))}: ok")
 
 
-@app.command()
+@app.command(cls=SwarmdCommand)
 def doctor(
     providers: Annotated[
         bool,
@@ -355,15 +430,18 @@ def doctor(
     raise typer.Exit(checks.exit_code(findings))
 
 
-@app.command()
+@app.command(cls=SwarmdCommand)
 def backup(
-    path: Annotated[Path, typer.Argument(help="The backup file, or a directory for it.")],
+    path: Annotated[
+        Path, typer.Argument(metavar="PATH", help="The backup file, or a directory for it.")
+    ],
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
 ) -> None:
     """Copy the database to PATH, consistently, even while the daemon runs."""
     from swarmd.cli import commands
 
     settings = settings_or_exit()
+    usable_home(settings, writing=False)
     try:
         result = commands.backup(settings, path, overwrite=force)
     except SwarmdError as exc:
@@ -374,14 +452,15 @@ def backup(
     )
 
 
-@app.command()
+@app.command(cls=SwarmdCommand)
 def restore(
-    path: Annotated[Path, typer.Argument(help="A backup made by swarmd backup.")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="A backup made by swarmd backup.")],
 ) -> None:
     """Put a backup in place of the database; the daemon must be stopped."""
     from swarmd.cli import commands
 
     settings = settings_or_exit()
+    usable_home(settings, writing=True)
     try:
         result = commands.restore(settings, path)
     except SwarmdError as exc:
@@ -391,26 +470,15 @@ def restore(
         print(f"the database it replaced is kept as {result.moved_aside}")
 
 
-def parse_ticket_id(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        fail(f"{text!r} is not a ticket id (a positive number)", 2)
-    if value <= 0:
-        fail(f"{text!r} is not a ticket id (a positive number)", 2)
-    return value
-
-
-def parse_ref(ref: str) -> tuple[int, str | None]:
-    """``42`` or ``42.copy``."""
-    ticket_text, dot, task = ref.partition(".")
-    if dot and not task:
-        fail(f"{ref!r} is not TICKET or TICKET.TASK", 2)
-    return parse_ticket_id(ticket_text), task or None
-
-
 def main() -> None:
+    """Run the app; a usage mistake typer catches is one line and its exit code (2)."""
     try:
-        app()
+        code = app(prog_name="swarmd", standalone_mode=False)
     except KeyboardInterrupt:
         sys.exit(130)
+    except typer.Abort:
+        say("aborted")
+        sys.exit(1)
+    except Exception as exc:
+        sys.exit(usage_problem(exc))
+    sys.exit(code if isinstance(code, int) else 0)

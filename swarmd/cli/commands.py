@@ -8,28 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from swarmd.agents.registry import AgentRegistry, load_agent_registry
+from swarmd.cli.failures import FAILED_STATES, TaskFailure, failure_lines, task_failures
 from swarmd.cli.progress import ProgressPrinter, exit_code_for, follow_ticket
+from swarmd.cli.quoting import literal, printable
 from swarmd.config import OFFLINE_MODEL, Settings
-from swarmd.errors import DaemonRunningError, InputError, TicketError
-from swarmd.home import HomeLayout, HomeLock, heartbeat_is_stale, running_daemon_pid
+from swarmd.errors import DaemonRunningError, InputError, NotFoundError, TicketError
+from swarmd.home import HomeLayout, HomeLock, running_daemon_pid
 from swarmd.models import Attempt, SubmitResult, Task, Ticket, TicketSpec, TicketState
 from swarmd.store import Store
 from swarmd.store.backup import BackupResult, RestoreResult
-from swarmd.store.stats import StoreStats, WindowStats, start_of_day
 from swarmd.tickets import load_ticket_file
-from swarmd.wire.report import UsageTotals
 
 if TYPE_CHECKING:
     from swarmd.git.binding import RepoBinding
-
-STATUS_WINDOWS = {"5m": 300.0, "60m": 3600.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +40,7 @@ class TicketView:
     tasks: list[Task]
     attempts: dict[int, list[Attempt]]
     outputs: dict[str, Path]
+    failures: dict[str, TaskFailure]  # by task name: each failed or dead task's last failure
 
 
 def check_agents(spec: TicketSpec, registry: AgentRegistry) -> None:
@@ -89,15 +86,16 @@ def bind_ticket_repository(settings: Settings, spec: TicketSpec) -> RepoBinding 
 
 async def wait_for_ticket(
     settings: Settings, ticket_id: int, *, timeout: float | None
-) -> TicketState:
+) -> TicketState | None:
+    """Follow the ticket until it finishes; None when ``timeout`` passed first."""
     printer = ProgressPrinter()
     try:
         async with asyncio.timeout(timeout):
             ticket = await follow_ticket(settings.layout.database, ticket_id, printer=printer)
     except TimeoutError:
+        return None
+    finally:
         printer.close()
-        raise InputError(f"ticket {ticket_id} did not finish within {timeout:g} s") from None
-    printer.close()
     return ticket.state
 
 
@@ -108,22 +106,39 @@ def offline_note(settings: Settings) -> str | None:
     return None
 
 
-async def run_ticket(
-    settings: Settings,
-    ref: str,
-    *,
-    wait: bool,
-    timeout: float | None,
-    priority: int | None,
-) -> RunOutcome:
-    """Submit (a file) or find (an id) a ticket, then let the daemon or this process run it."""
+def no_daemon_note(settings: Settings, ticket_id: int) -> str | None:
+    """What to say before waiting for a ticket that no daemon is there to run."""
+    if running_daemon_pid(settings.layout) is not None:
+        return None
+    return (
+        f"note: no daemon is running on {printable(str(settings.home))}; ticket {ticket_id} "
+        f"waits until one starts (swarmd run), or runs here with: swarmd run-ticket {ticket_id}"
+    )
 
-    ticket_id = await resolve_ticket_ref(settings, ref, priority=priority)
+
+def left_behind(settings: Settings, ticket_id: int) -> str:
+    """What becomes of a ticket nobody waits for any more, and how to stop it."""
+    pid = running_daemon_pid(settings.layout)
+    if pid is None:
+        where = "it stays queued until a daemon runs it"
+    else:
+        where = "it keeps running on the daemon" + (f" (pid {pid})" if pid > 0 else "")
+    return f"{where}; to stop it: swarmd cancel {ticket_id}"
+
+
+async def run_ticket(
+    settings: Settings, ticket_id: int, *, wait: bool, timeout: float | None
+) -> RunOutcome:
+    """Let the daemon run the ticket (following it with ``wait``), or run it in this process."""
     daemon_pid = running_daemon_pid(settings.layout)
     if daemon_pid is not None:
         if not wait:
             return RunOutcome(0, [f"ticket {ticket_id} queued for the daemon (pid {daemon_pid})"])
         state = await wait_for_ticket(settings, ticket_id, timeout=timeout)
+        if state is None:
+            assert timeout is not None  # only a timeout ends the wait early
+            late = f"ticket {ticket_id} did not finish within {timeout:g} s"
+            return RunOutcome(1, [f"{late}; {left_behind(settings, ticket_id)}"])
     else:
         state_or_none = await run_in_process(settings, ticket_id, timeout=timeout)
         if state_or_none is None:
@@ -158,30 +173,73 @@ async def run_in_process(
         printer.close()
 
 
-async def resolve_ticket_ref(settings: Settings, ref: str, *, priority: int | None) -> int:
-    if ref.isdigit():
-        async with await Store.open(settings.layout.database) as store:
-            return (await store.get_ticket(int(ref))).id
+async def resolve_ticket_ref(
+    settings: Settings, ref: str, ticket_id: int | None, *, priority: int | None
+) -> int:
+    """The id of the ticket to run: ``ticket_id`` when one was typed (it must exist), else
+    the id of the ticket file ``ref`` once submitted."""
+    if ticket_id is not None:
+        async with await open_existing_store(settings, ticket_id) as store:
+            return (await store.get_ticket(ticket_id)).id
     path = Path(ref)
     if not path.exists():
-        raise InputError(f"{ref!r} is neither a ticket id nor a ticket file")
+        raise InputError(f"{literal(ref, 200)} is neither a ticket id nor a ticket file")
     return (await submit_file(settings, path, priority=priority)).ticket_id
 
 
+def require_database(settings: Settings, ticket_id: int) -> None:
+    """A home with no database yet has no ticket ``ticket_id``: ``NotFoundError`` at once,
+    before anything (a database, a log) is created looking for it."""
+    if not settings.layout.database.exists():
+        raise NotFoundError(f"there is no ticket {ticket_id}")
+
+
+async def open_existing_store(settings: Settings, ticket_id: int) -> Store:
+    """The store, which must exist (see ``require_database``)."""
+    require_database(settings, ticket_id)
+    return await Store.open(settings.layout.database)
+
+
 async def describe_outcome(settings: Settings, ticket_id: int) -> list[str]:
+    """How a finished ticket ended: its counts, each failure with its log's tail, its outputs."""
     layout = settings.layout
     async with await Store.open(settings.layout.database) as store:
         ticket = await store.get_ticket(ticket_id)
         tasks = await store.list_tasks(ticket_id)
+        failed = [t for t in tasks if t.state in FAILED_STATES]
+        attempts = {task.id: await store.list_attempts(task.id) for task in failed}
     outputs = find_outputs(layout, ticket_id, tasks)
     counts = ticket.task_counts
     summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
     lines = [f"ticket {ticket_id} {ticket.state.value}: {summary}"]
+    failures = task_failures(layout, ticket_id, failed, attempts)
     for task in tasks:
-        if task.state.value in ("dead", "skipped", "cancelled") and task.last_error:
-            lines.append(f"  {task.name}: {task.state.value}: {task.last_error}")
-    lines.extend(f"{label}: {path}" for label, path in outputs.items())
+        if task.name in failures:
+            lines.extend("  " + line for line in failure_lines(failures[task.name]))
+        elif task.state.value in ("dead", "skipped", "cancelled") and task.last_error:
+            lines.append(
+                f"  {printable(task.name)}: {task.state.value}: {printable(task.last_error, 2000)}"
+            )
+    lines.extend(f"{label}: {printable(str(path))}" for label, path in outputs.items())
     return lines
+
+
+def log_unknown_variables() -> list[str]:
+    """Log each ``SWARMD_*`` variable no setting reads (environment and ./.env) as
+    ``unknown_setting``, and return a sentence for each."""
+    from swarmd.config import unknown_variables
+    from swarmd.logs import get_logger
+
+    log = get_logger("swarmd.cli")
+    found = unknown_variables(os.environ)
+    for unknown in found:
+        log.warning(
+            "unknown_setting",
+            variable=unknown.name,
+            source=unknown.source,
+            suggestion=unknown.suggestion,
+        )
+    return [printable(unknown.describe(), 300) for unknown in found]
 
 
 async def run_daemon(settings: Settings) -> None:
@@ -235,17 +293,25 @@ def restore(settings: Settings, path: Path) -> RestoreResult:
 
 
 async def list_tickets(settings: Settings, *, state: str | None, limit: int) -> list[Ticket]:
+    if not settings.layout.database.exists():
+        return []  # a new home: nothing submitted, and looking creates nothing
     async with await Store.open(settings.layout.database) as store:
         return await store.list_tickets(state=TicketState(state) if state else None, limit=limit)
 
 
 async def show_ticket(settings: Settings, ticket_id: int) -> TicketView:
     layout = settings.layout
-    async with await Store.open(settings.layout.database) as store:
+    async with await open_existing_store(settings, ticket_id) as store:
         ticket = await store.get_ticket(ticket_id)
         tasks = await store.list_tasks(ticket_id)
         attempts = {task.id: await store.list_attempts(task.id) for task in tasks}
-    return TicketView(ticket, tasks, attempts, find_outputs(layout, ticket_id, tasks))
+    return TicketView(
+        ticket,
+        tasks,
+        attempts,
+        find_outputs(layout, ticket_id, tasks),
+        task_failures(layout, ticket_id, tasks, attempts),
+    )
 
 
 def find_outputs(layout: HomeLayout, ticket_id: int, tasks: list[Task]) -> dict[str, Path]:
@@ -262,94 +328,10 @@ def find_outputs(layout: HomeLayout, ticket_id: int, tasks: list[Task]) -> dict[
 
 
 async def cancel(settings: Settings, ticket_id: int, task: str | None) -> list[str]:
-    async with await Store.open(settings.layout.database) as store:
+    async with await open_existing_store(settings, ticket_id) as store:
         return [t.name for t in await store.cancel(ticket_id, task)]
 
 
 async def retry(settings: Settings, ticket_id: int, task: str | None) -> list[str]:
-    async with await Store.open(settings.layout.database) as store:
+    async with await open_existing_store(settings, ticket_id) as store:
         return [t.name for t in await store.retry(ticket_id, task)]
-
-
-async def gather_status(settings: Settings) -> dict[str, Any]:
-    """Everything ``swarmd status`` shows, and the exit code a monitor should see."""
-
-    pid = running_daemon_pid(settings.layout)
-    now = time.time()
-    async with await Store.open(settings.layout.database) as store:
-        queue = await store.queue_depth()
-        beat = await store.read_heartbeat()
-        stats = StoreStats(store.database)
-        windows = await stats.attempt_windows(list(STATUS_WINDOWS.values()))
-        usage = UsageTotals.from_results(await stats.results_since(start_of_day(now)))
-    daemon: dict[str, Any] = {"running": pid is not None, "pid": pid}
-    live: Mapping[str, Any] = {}
-    exit_code = 3 if pid is None else 0
-    if pid is not None and beat is not None:
-        age = time.time() - float(beat["heartbeat_at"])
-        stale = heartbeat_is_stale(age)
-        daemon.update(
-            pid=beat["pid"],
-            version=beat["version"],
-            uptime_s=round(time.time() - float(beat["started_at"]), 1),
-            heartbeat_age_s=round(age, 1),
-            stale=stale,
-        )
-        live = beat.get("status") or {}
-        exit_code = 1 if stale else 0
-    elif pid is not None:
-        daemon["stale"] = False
-    return {
-        "exit_code": exit_code,
-        "daemon": daemon,
-        "queue": queue,
-        "workers": list(live.get("workers", [])),
-        "gate": live.get("gate"),
-        "models": live.get("models", {}),
-        "throughput": {
-            label: describe_window(windows[seconds], settings.max_concurrent_workers)
-            for label, seconds in STATUS_WINDOWS.items()
-        },
-        "usage_today": describe_usage(usage),
-    }
-
-
-def describe_window(window: WindowStats, max_workers: int) -> dict[str, Any]:
-    """A window of attempts as ``swarmd status --json`` shows it."""
-
-    def rounded(value: float | None) -> float | None:
-        return None if value is None else round(value, 3)
-
-    return {
-        "window_s": window.window_s,
-        "finished": window.finished,
-        "succeeded": window.succeeded,
-        "failed": window.failed,
-        "per_minute": round(window.per_minute, 2),
-        "p50_s": rounded(window.p50_s),
-        "p95_s": rounded(window.p95_s),
-        "busy_worker_s": round(window.busy_worker_s, 1),
-        "utilisation": round(window.utilisation(max_workers), 4),
-        "max_workers": max_workers,
-    }
-
-
-def describe_usage(usage: UsageTotals) -> dict[str, Any]:
-    """Tokens and cost since midnight, in total and by model."""
-
-    def shown(prompt: int, completion: int, cost: float) -> dict[str, Any]:
-        return {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "tokens": prompt + completion,
-            "cost_usd": round(cost, 6),
-        }
-
-    total = usage.total
-    return {
-        **shown(total.prompt_tokens, total.completion_tokens, total.cost_usd),
-        "by_model": {
-            model: shown(u.prompt_tokens, u.completion_tokens, u.cost_usd)
-            for model, u in sorted(usage.by_model.items())
-        },
-    }

@@ -15,7 +15,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,11 @@ import httpx
 from rich.console import Console
 from rich.text import Text
 
-from swarmd.config import OFFLINE_MODEL, Settings
-from swarmd.errors import SwarmdError
+from swarmd.cli.home_check import require_usable_home
+from swarmd.cli.quoting import printable
+from swarmd.config import OFFLINE_MODEL, Settings, unknown_variables
+from swarmd.errors import EnvironmentProblem, SwarmdError
+from swarmd.home import HomeLayout
 from swarmd.llm.providers import Endpoint, HTTPProvider, ProviderConfig
 from swarmd.llm.router import build_providers
 from swarmd.outputs.paths import format_size
@@ -61,6 +64,8 @@ class DoctorOptions:
     systemd_unit: Path = SYSTEMD_UNIT
     disk_usage: DiskUsage = shutil.disk_usage
     transport: httpx.AsyncBaseTransport | None = None
+    environ: Mapping[str, str] | None = None  # None: this process's environment
+    env_file: Path | None = None  # None: ./.env, as the settings read it
 
 
 async def diagnose(
@@ -68,16 +73,19 @@ async def diagnose(
 ) -> list[Finding]:
     """Run every check, in the order a person would fix things."""
     options = options or DoctorOptions()
+    unknown = check_unknown_variables(options)
     try:
         settings = load()
     except SwarmdError as exc:
         return [
             Finding("settings", Level.FAIL, str(exc), "fix it in the environment or in .env"),
+            *unknown,
             check_systemd_unit(options.systemd_unit),
         ]
     database = check_database_file(settings.layout.database)
     findings = [
         Finding("settings", Level.OK, f"loaded; home {settings.home}"),
+        *unknown,
         check_home(settings.home),
         check_disk(settings.home, options.disk_usage),
         database,
@@ -96,11 +104,30 @@ def exit_code(findings: Iterable[Finding]) -> int:
     return 1 if any(f.level is Level.FAIL for f in findings) else 0
 
 
+def check_unknown_variables(options: DoctorOptions) -> list[Finding]:
+    """A warning for each ``SWARMD_*`` variable no setting reads: a misspelled setting is
+    otherwise ignored in silence."""
+    environ = os.environ if options.environ is None else options.environ
+    return [
+        Finding(
+            "settings",
+            Level.WARN,
+            printable(unknown.describe(), 300),
+            f"rename it to {unknown.suggestion}" if unknown.suggestion else "remove it",
+        )
+        for unknown in unknown_variables(environ, options.env_file)
+    ]
+
+
 # -- the home and its disk ----------------------------------------------------------------
 
 
 def check_home(home: Path) -> Finding:
     if not home.exists():
+        try:
+            require_usable_home(HomeLayout(home), writing=True)
+        except EnvironmentProblem as exc:
+            return Finding("home", Level.FAIL, str(exc), "point SWARMD_HOME at a usable directory")
         return Finding(
             "home",
             Level.WARN,
@@ -352,6 +379,8 @@ async def check_daemon(
 ) -> Finding:
     from swarmd.home import HEARTBEAT_STALE_SECONDS, heartbeat_is_stale, running_daemon_pid
 
+    if not settings.home.is_dir():
+        return Finding("daemon", Level.WARN, "no daemon can run until the home is a directory")
     pid = running_daemon_pid(settings.layout)
     if pid is None:
         return Finding(
@@ -415,7 +444,8 @@ def print_findings(console: Console, findings: Sequence[Finding]) -> None:
         line = Text()
         line.append(f"{finding.level.value:<5}", style=_LEVEL_STYLES[finding.level])
         line.append(f" {finding.check:<{width}}  ", style="bold")
-        line.append(finding.detail)
+        line.append(printable(finding.detail))
         if finding.advice:
-            line.append(f" -> {finding.advice}", style="dim" if finding.level is Level.OK else None)
+            advice = f" -> {printable(finding.advice)}"
+            line.append(advice, style="dim" if finding.level is Level.OK else None)
         console.print(line, soft_wrap=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from swarmd.cli.quoting import printable
 from swarmd.errors import InputError
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -64,11 +65,12 @@ def parse_line(line: str) -> dict[str, Any] | None:
 
 
 def format_entry(entry: dict[str, Any], *, colour: bool) -> str:
-    stamp = str(entry.get("timestamp", ""))[11:23]
-    level = str(entry.get("level", "info")).lower()
-    event = str(entry.get("event", ""))
+    """One entry on one line; its values escaped (they may quote an agent's output)."""
+    stamp = printable(str(entry.get("timestamp", "")))[11:23]
+    level = printable(str(entry.get("level", "info")).lower())
+    event = printable(str(entry.get("event", "")))
     rest = " ".join(
-        f"{k}={v}"
+        printable(f"{k}={v}")
         for k, v in entry.items()
         if k not in ("timestamp", "level", "event") and v is not None
     )

@@ -1,14 +1,26 @@
-"""Watching one ticket until it finishes: live progress on a terminal, plain lines otherwise."""
+"""Watching one ticket until it finishes: live progress on a terminal, plain lines otherwise.
+
+While its ready tasks wait on the gate (slots, memory, load), the gate's sentence is shown
+once per change of what holds it; the gate's state is read from the heartbeat row that the
+daemon (or ``run-ticket``'s own supervisor) writes every couple of seconds.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
+import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
+from swarmd.cli.quoting import printable
+from swarmd.home import heartbeat_is_stale
 from swarmd.models import Ticket, TicketState
 from swarmd.store import Store
+
+GATE_REASON_CHARS = 300
+_FIGURES = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 def progress_text(ticket: Ticket) -> str:
@@ -26,21 +38,67 @@ def progress_text(ticket: Ticket) -> str:
     return text
 
 
+UNKNOWN = "unknown"
+"""What ``gate_hold`` says when it cannot tell: no fresh heartbeat, or the ticket is over."""
+
+
+def gate_hold(ticket: Ticket, beat: dict[str, Any] | None, now: float) -> str | None:
+    """Why the ticket's ready tasks are not starting: the gate's sentence; None when nothing
+    holds them (the gate is open, or none of its tasks is waiting to start); ``UNKNOWN``
+    when there is no fresh heartbeat to tell."""
+    if ticket.state.is_terminal:
+        return UNKNOWN
+    if not ticket.task_counts.get("ready"):
+        return None
+    if beat is None or heartbeat_is_stale(now - float(beat["heartbeat_at"])):
+        return UNKNOWN
+    gate = (beat.get("status") or {}).get("gate") or {}
+    if gate.get("allowed", True):
+        return None
+    return printable(str(gate.get("reason") or "no reason given"), GATE_REASON_CHARS)
+
+
 class ProgressPrinter:
-    """Prints a ticket's progress when it changes: one rewritten line on a TTY."""
+    """Prints a ticket's progress when it changes: one rewritten line on a TTY.
+
+    A gate hold is a line of its own, printed when the hold begins or its cause changes
+    (not when only its figures move: available memory changes every heartbeat), and once
+    more when the gate lets the ticket's tasks start.
+    """
 
     def __init__(self, stream: TextIO = sys.stderr) -> None:
         self._stream = stream
         self._tty = stream.isatty()
         self._last = ""
+        self._hold_shape: str | None = None
 
-    def show(self, ticket: Ticket) -> None:
+    def show(self, ticket: Ticket, hold: str | None = UNKNOWN) -> None:
         text = progress_text(ticket)
-        if text == self._last:
+        if text != self._last:
+            self._last = text
+            if self._tty:
+                self._stream.write("\r\x1b[2K" + text)
+            else:
+                self._stream.write(text + "\n")
+            self._stream.flush()
+        self._show_hold(ticket, hold)
+
+    def _show_hold(self, ticket: Ticket, hold: str | None) -> None:
+        if hold == UNKNOWN:
             return
-        self._last = text
+        shape = None if hold is None else _FIGURES.sub("#", hold)
+        if shape == self._hold_shape:
+            return
+        if hold is not None:
+            self._note(f"ticket {ticket.id} waits: the gate holds: {hold}")
+        else:
+            self._note(f"ticket {ticket.id}: the gate no longer holds its tasks")
+        self._hold_shape = shape
+
+    def _note(self, text: str) -> None:
         if self._tty:
-            self._stream.write("\r\x1b[2K" + text)
+            # Clear the progress line, print the note above it, and draw the line again.
+            self._stream.write("\r\x1b[2K" + text + "\n" + self._last)
         else:
             self._stream.write(text + "\n")
         self._stream.flush()
@@ -70,7 +128,10 @@ async def follow_ticket(
                 seen_version = version
                 ticket = await store.get_ticket(ticket_id)
                 if printer is not None:
-                    printer.show(ticket)
+                    # The gate matters only while some task waits to start.
+                    waiting = ticket.task_counts.get("ready") and not ticket.state.is_terminal
+                    beat = await store.read_heartbeat() if waiting else None
+                    printer.show(ticket, gate_hold(ticket, beat, time.time()))
                 if ticket.state.is_terminal:
                     return ticket
             if stop is not None and stop.is_set():

@@ -1,4 +1,8 @@
-"""How the CLI shows things: rich tables for people, plain JSON for scripts."""
+"""How the CLI shows things: rich tables for people, plain JSON for scripts.
+
+Text that came from outside (titles, names, errors) goes into ``Text`` objects, never into
+markup, and through ``swarmd.cli.quoting``: a title like ``[red]`` stays a title.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,14 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from swarmd.cli.failures import TaskFailure, failure_lines
+from swarmd.cli.quoting import printable
 from swarmd.models import Attempt, Task, Ticket
+
+ERROR_COLUMN_CHARS = 60
+TITLE_CHARS = 200
 
 STATE_STYLES = {
     "succeeded": "green",
@@ -51,6 +61,15 @@ def styled(state: str) -> str:
     return f"[{style}]{state}[/{style}]" if style else state
 
 
+def state_text(state: str) -> Text:
+    return Text(state, style=STATE_STYLES.get(state, ""))
+
+
+def plain(text: str, limit: int | None = None) -> Text:
+    """Untrusted text for a table cell or a line: escaped, cut with an ellipsis, no markup."""
+    return Text(printable(text, limit))
+
+
 def when(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
@@ -78,8 +97,8 @@ def print_tickets(console: Console, tickets: Sequence[Ticket]) -> None:
     for ticket in tickets:
         table.add_row(
             str(ticket.id),
-            styled(ticket.state.value),
-            ticket.title,
+            state_text(ticket.state.value),
+            plain(ticket.title, TITLE_CHARS),
             counts_line(ticket.task_counts),
             str(ticket.priority),
             when(ticket.created_at),
@@ -93,9 +112,15 @@ def print_ticket(
     tasks: Sequence[Task],
     attempts: Mapping[int, Sequence[Attempt]],
     outputs: Mapping[str, Path],
+    failures: Mapping[str, TaskFailure],
 ) -> None:
-    console.print(f"[bold]ticket {ticket.id}[/bold]: {ticket.title}")
-    console.print(f"state: {styled(ticket.state.value)}   priority: {ticket.priority}")
+    heading = Text(f"ticket {ticket.id}", style="bold")
+    console.print(heading.append(": ", style="").append(printable(ticket.title, TITLE_CHARS)))
+    console.print(
+        Text("state: ")
+        .append_text(state_text(ticket.state.value))
+        .append(f"   priority: {ticket.priority}")
+    )
     console.print(f"created: {when(ticket.created_at)}   finished: {when(ticket.finished_at)}")
     table = Table("task", "state", "agent", "needs", "attempts", "last", "error", box=None)
     for task in tasks:
@@ -107,17 +132,21 @@ def print_ticket(
             reason = last.exit_reason.value if last.exit_reason else "running"
             last_text = f"{reason} in {duration(took)}"
         table.add_row(
-            task.name,
-            styled(task.state.value),
-            task.agent,
-            ",".join(task.needs) or "-",
+            plain(task.name),
+            state_text(task.state.value),
+            plain(task.agent),
+            plain(",".join(task.needs) or "-"),
             str(len(history)),
             last_text,
-            (task.last_error or "")[:80],
+            # Cut here with an ellipsis; the whole error is under the table.
+            plain(task.last_error or "", ERROR_COLUMN_CHARS),
         )
     console.print(table)
+    for failure in failures.values():
+        for line in failure_lines(failure):
+            console.print(Text(line), soft_wrap=True)
     for label, path in outputs.items():
-        console.print(f"{label}: {path}")
+        console.print(Text(f"{printable(label)}: {printable(str(path))}"), soft_wrap=True)
 
 
 def print_key_values(console: Console, rows: Iterable[tuple[str, Any]]) -> None:
@@ -125,5 +154,13 @@ def print_key_values(console: Console, rows: Iterable[tuple[str, Any]]) -> None:
     table.add_column(style="bold")
     table.add_column()
     for key, value in rows:
-        table.add_row(key, str(value))
+        table.add_row(plain(key), plain(str(value)))
+    console.print(table)
+
+
+def print_agents(console: Console, agents: Mapping[str, str]) -> None:
+    """Each agent a ticket may name, with its kind, under a header row."""
+    table = Table("agent", "kind", box=None)
+    for name, kind in agents.items():
+        table.add_row(plain(name), plain(kind))
     console.print(table)

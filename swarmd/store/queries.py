@@ -50,7 +50,7 @@ WHERE_RETRY_DUE = "state = 'failed' AND retry_at <= ?"
 
 # -- submitting ---------------------------------------------------------------------------
 
-TICKET_ID_BY_KEY = "SELECT id FROM tickets WHERE key = ?"
+TICKET_BY_KEY = "SELECT id, spec FROM tickets WHERE key = ?"
 
 NEXT_TICKET_ID = """
     UPDATE counters SET value = MAX(value, (SELECT COALESCE(MAX(id), 0) FROM tickets)) + 1

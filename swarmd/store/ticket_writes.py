@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from swarmd.errors import InvalidTransitionError, NotFoundError, TicketError
+from swarmd.errors import InputError, InvalidTransitionError, NotFoundError, TicketError
 from swarmd.models import (
     ACTIVE_TASK_STATES,
     RETRYABLE_TASK_STATES,
@@ -42,6 +42,15 @@ from swarmd.store.transitions import (
 _CANCELLED_ON_REQUEST = "cancelled on request"
 
 
+def _same_spec(stored: str, submitted: str | None) -> bool:
+    """Whether two ``tickets.spec`` columns hold the same ticket, whatever their keys (the
+    key matched already, whether it came from the file or from ``--key``)."""
+    old, new = json.loads(stored), json.loads(submitted or "{}")
+    old.pop("key", None)
+    new.pop("key", None)
+    return bool(old == new)
+
+
 class TicketWrites(StoreReads):
     """Submitting, growing, cancelling and retrying tickets."""
 
@@ -64,7 +73,8 @@ class TicketWrites(StoreReads):
         kept with it, in the same transaction.
 
         With an idempotency key (``key`` or ``spec.key``) that an existing ticket already
-        has, nothing is written and that ticket's id comes back with ``created=False``.
+        has, nothing is written: if that ticket was submitted from the same spec, its id
+        comes back with ``created=False``; if not, ``InputError`` names the key and it.
         """
         if not spec.tasks:
             raise TicketError(f"ticket {spec.title!r} has no tasks")
@@ -72,11 +82,18 @@ class TicketWrites(StoreReads):
         key = spec.key if key is None else key
         priority = spec.priority if priority is None else priority
         now = self._clock()
+        spec_json = dump_json(dataclasses.asdict(spec))
 
         def submit(txn: Transaction) -> SubmitResult:
             if key is not None:
-                existing = txn.fetch_one(queries.TICKET_ID_BY_KEY, (key,))
+                existing = txn.fetch_one(queries.TICKET_BY_KEY, (key,))
                 if existing is not None:
+                    if not _same_spec(existing["spec"], spec_json):
+                        raise InputError(
+                            f"key {key!r} already names ticket {existing['id']}, which was "
+                            "submitted with other content; nothing was written "
+                            "(use a new key, or submit the same ticket)"
+                        )
                     return SubmitResult(ticket_id=existing["id"], created=False)
             next_id = txn.fetch_one(queries.NEXT_TICKET_ID)
             assert next_id is not None  # migration 3 made the counter
@@ -91,7 +108,7 @@ class TicketWrites(StoreReads):
                     int(spec.plan),
                     spec.prompt,
                     dump_json(spec.model),
-                    dump_json(dataclasses.asdict(spec)),
+                    spec_json,
                     now,
                 ),
             )

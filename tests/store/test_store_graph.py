@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from swarmd.errors import InvalidTransitionError, NotFoundError, TicketError
+from swarmd.errors import InputError, InvalidTransitionError, NotFoundError, TicketError
 from swarmd.models import ExitReason, TaskState, TicketState
 from swarmd.store import Store
 from tests.support.builders import chain, claim, diamond, states, succeed, task, ticket
@@ -73,9 +73,22 @@ async def test_submit_with_a_known_key_returns_the_existing_ticket_and_writes_no
 ) -> None:
     first = await store.submit_ticket(ticket("a"), key="nightly-42")
     events = await store.events()
-    again = await store.submit_ticket(ticket("a", "b", title="other"), key="nightly-42")
+    again = await store.submit_ticket(ticket("a"), key="nightly-42")
     assert again.ticket_id == first.ticket_id
     assert not again.created
+    assert len(await store.list_tickets()) == 1
+    assert await store.events() == events
+
+
+async def test_submit_of_another_ticket_with_a_known_key_is_refused_and_writes_nothing(
+    store: Store,
+) -> None:
+    first = await store.submit_ticket(ticket("a"), key="nightly-42")
+    events = await store.events()
+    with pytest.raises(
+        InputError, match=f"key 'nightly-42' already names ticket {first.ticket_id}"
+    ):
+        await store.submit_ticket(ticket("a", "b", title="other"), key="nightly-42")
     assert len(await store.list_tickets()) == 1
     assert await store.events() == events
 

@@ -162,3 +162,20 @@ def attempts_of(home: Path, task_id: int) -> list[Attempt]:
 
 def python_command(code: str) -> list[str]:
     return [sys.executable, "-c", code]
+
+
+def swarmd_says(
+    *args: str, env: dict[str, str], timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``swarmd ARGS``, which, whatever it exits with, must not show a traceback."""
+    result = swarmd(*args, env=env, timeout=timeout, cwd=cwd)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "Traceback" not in result.stdout, result.stdout
+    return result
+
+
+def one_sentence(stream: str) -> str:
+    """A message printed as one ``swarmd: ...`` line, its whitespace folded; fails otherwise."""
+    lines = [line for line in stream.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("swarmd: "), stream
+    return " ".join(lines[0].split())
