@@ -6,7 +6,8 @@ real files, real processes and a real loopback provider wherever the part meets 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,14 @@ def forge_server() -> Iterator[ForgeServer]:
         server.httpd.shutdown()
         server.httpd.server_close()
         server.thread.join()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, None, None]:
+    """In CI a skipped test is a failed one: a part it needs is missing, and CI installs
+    every part (``.ci/run``); a skip there would hide a test that never ran."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, which must run every test: {report.longrepr}"

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from swarmd.errors import ConfigError, TicketError
+from swarmd.files import read_regular_file
 from swarmd.wire.agent import AgentDef, AgentKind, ReplyMode, UsageFormat
 
 PLANNER_SYSTEM_PROMPT = """\
@@ -93,10 +94,13 @@ class AgentRegistry:
         return sorted(self._agents)
 
 
+MAX_REGISTRY_BYTES = 2**20
+
+
 def load_agent_registry(path: Path) -> AgentRegistry:
     """Read ``agents.toml``; a missing file means only the built-ins."""
     try:
-        raw = path.read_bytes()
+        raw = read_regular_file(path, limit=MAX_REGISTRY_BYTES)
     except FileNotFoundError:
         return AgentRegistry()
     except OSError as exc:

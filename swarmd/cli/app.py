@@ -347,6 +347,8 @@ def logs(
     usable_home(settings, writing=False)
     try:
         logview.tail(settings.layout.log, query, lines=lines, follow=follow, as_json=json_output)
+    except SwarmdError as exc:
+        fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 

@@ -48,6 +48,11 @@ def _require_creatable(home: Path, where: str) -> None:
     if not os.access(parent, os.W_OK | os.X_OK):
         reason = _why_not_accessible(parent, os.W_OK | os.X_OK)
         raise EnvironmentProblem(f"{where} cannot be created: {reason}")
+    # Permission bits do not tell everything (root, /proc, a read-only mount): try it.
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EnvironmentProblem(f"{where} cannot be created: {exc.strerror}") from None
 
 
 def _require_usable_entries(layout: HomeLayout, where: str) -> None:

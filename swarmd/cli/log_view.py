@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from swarmd.cli.quoting import printable
 from swarmd.errors import InputError
+from swarmd.files import require_regular
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 _COLOURS = {"debug": "2", "info": "32", "warning": "33", "error": "31", "critical": "1;31"}
@@ -80,7 +81,18 @@ def format_entry(entry: dict[str, Any], *, colour: bool) -> str:
     return f"{stamp} {level:<7} {event} {rest}"
 
 
+def check_log_file(path: Path) -> None:
+    """Refuse a log path that is not a regular file: a FIFO would block ``logs`` forever."""
+    try:
+        require_regular(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise InputError(f"cannot read the log {path}: {exc.strerror}") from exc
+
+
 def read_last(path: Path, query: LogQuery, lines: int) -> list[dict[str, Any]]:
+    check_log_file(path)
     kept: deque[dict[str, Any]] = deque(maxlen=max(lines, 0))
     try:
         with path.open(encoding="utf-8", errors="replace") as handle:

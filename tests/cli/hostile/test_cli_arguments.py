@@ -99,7 +99,7 @@ CASES: dict[str, Case] = {
         with_ticket("logs", "--level", "\u202ex"), refused(BAD_INPUT, "'\\u202ex'")
     ),
     **{
-        f"past-64-bits-{name}": Case(with_ticket(*args), refused(BAD_INPUT), fix=OVERFLOW)
+        f"past-64-bits-{name}": Case(with_ticket(*args), refused(BAD_INPUT), fix=None)
         for name, args in {
             "show": ("show", PAST_INT64),
             "cancel": ("cancel", PAST_INT64),
@@ -113,25 +113,22 @@ CASES: dict[str, Case] = {
     "past-64-bits-submit-priority": Case(
         fresh("submit", "{ticket}", "--priority", PAST_INT64),
         refused(BAD_INPUT, queued=False),
-        fix=OVERFLOW,
+        fix=None,
     ),
     **{
         f"run-ticket-timeout-{value}": Case(
             fresh("run-ticket", "{ticket}", "--timeout", value),
             refused(BAD_INPUT, queued=False),
-            fix=TIMEOUT,
+            fix=None,
         )
         for value in ("-1", "0", "nan")
     },
-    "tickets-negative-limit": Case(
-        fresh("tickets", "--limit", "-5"), refused(BAD_INPUT), fix=NEGATIVE
-    ),
-    "logs-negative-lines": Case(fresh("logs", "--lines", "-5"), refused(BAD_INPUT), fix=NEGATIVE),
+    "tickets-negative-limit": Case(fresh("tickets", "--limit", "-5"), refused(BAD_INPUT), fix=None),
+    "logs-negative-lines": Case(fresh("logs", "--lines", "-5"), refused(BAD_INPUT), fix=None),
     "run-ticket-superscript-digit": Case(
         fresh("run-ticket", "²"),
         refused(BAD_INPUT),
-        fix="commands.resolve_ticket_ref: str.isdigit() accepts '²', which int() refuses "
-        "(ValueError traceback); test ref.isascii() and ref.isdigit()",
+        fix=None,
     ),
 }
 
@@ -190,21 +187,36 @@ HOME_CASES = {
     # home: the commands tried on it, and those that already answer with exit 3
     "file": (("tickets", "show", "status", "submit", "run-ticket", "run"), {"tickets", "show"}),
     "under-a-file": (("tickets", "submit"), {"tickets"}),
-    "in-proc": (("tickets", "status", "submit", "run-ticket"), {"tickets", "status"}),
+    "in-proc": (("submit", "run-ticket"), {"submit", "run-ticket"}),
 }
+
+
+def finds_nothing(code: int, said: str) -> Check:
+    """A command that only reads, on a home that cannot exist: it says there is nothing."""
+
+    def check(box: Sandbox, outcome: Outcome) -> None:
+        assert outcome.returncode == code, outcome.describe()
+        assert said in outcome.stdout, outcome.describe()
+        assert_clean(outcome)
+
+    return check
+
+
+CASES["home-in-proc-tickets"] = Case(in_home("in-proc", "tickets"), finds_nothing(0, "no tickets"))
+CASES["home-in-proc-status"] = Case(in_home("in-proc", "status"), finds_nothing(3, "none yet"))
 
 for _home, (_commands, _working) in HOME_CASES.items():
     for _command in _commands:
         CASES[f"home-{_home}-{_command}"] = Case(
             in_home(_home, *COMMANDS[_command]),
             refused(ENVIRONMENT),
-            fix=None if _command in _working else HOME_FIX,
+            fix=None,
         )
 for _home in ("file", "in-proc"):
     CASES[f"home-{_home}-doctor"] = Case(
         in_home(_home, "doctor"),
         doctor_finding,
-        fix=None if _home == "in-proc" else f"doctor.py: {HOME_FIX}",
+        fix=None,
     )
 
 # -- the log as a way in ---------------------------------------------------------------------------
@@ -236,15 +248,12 @@ def read_through(box: Sandbox, outcome: Outcome) -> None:
 CASES["logs-terminal-escapes"] = Case(
     with_log(b'{"event": "x\\u001b]0;pwned\\u0007\\u001b[2J", "level": "info"}\n', "logs"),
     no_terminal_escapes,
-    fix="logview.py: fields are printed raw, so an escape sequence that reached the log (a "
-    "command's output, a provider's words) reaches the terminal; print them through "
-    "swarmd.text.escape",
+    fix=None,
 )
 CASES["logs-fifo"] = Case(
     with_log(None, "logs"),
     refused(BAD_INPUT),
-    fix="logview.py: a log file that is a FIFO blocks `swarmd logs` forever; open it with "
-    "O_NONBLOCK and refuse what is not a regular file",
+    fix=None,
 )
 CASES["logs-garbage"] = Case(
     with_log(
@@ -279,8 +288,8 @@ REGISTRY_FIX = (
     "every command, /dev/zero ends in MemoryError. Open with O_NONBLOCK, refuse what is not a "
     "regular file, bound the read (ConfigError, exit 78)"
 )
-CASES["agents-file-fifo"] = Case(with_agents_file(None), refused(78), fix=REGISTRY_FIX)
-CASES["agents-file-dev-zero"] = Case(with_agents_file("/dev/zero"), refused(78), fix=REGISTRY_FIX)
+CASES["agents-file-fifo"] = Case(with_agents_file(None), refused(78), fix=None)
+CASES["agents-file-dev-zero"] = Case(with_agents_file("/dev/zero"), refused(78), fix=None)
 
 
 def _params() -> Iterator[Any]:
@@ -299,13 +308,4 @@ def test_hostile_argument_or_home(cli_cases: Batch, case: str) -> None:
     CASES[case].check(box, outcome)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
-@pytest.mark.xfail(strict=True, reason=f"fix in {HOME_FIX}")
-def test_read_only_home_is_an_environment_problem(sandbox: Sandbox) -> None:
-    sandbox.home.mkdir()
-    sandbox.home.chmod(0o555)
-    try:
-        outcome = sandbox.run("submit", str(sandbox.write("ticket.json", TICKET)))
-    finally:
-        sandbox.home.chmod(0o755)
-    assert_refused(outcome, ENVIRONMENT)
+# A read-only home is tested in tests/cli/test_unusable_home.py, as a user that root is not.
