@@ -84,7 +84,7 @@ async def run_command(job: Job, base_env: Mapping[str, str]) -> AgentResult:
     if not argv:
         return AgentResult(ok=False, error="the command agent has no command", retryable=False)
     try:
-        keeper = StdoutKeeper(Path(job.workspace))
+        keeper = StdoutKeeper(job.records_dir)
     except OSError as exc:
         return AgentResult(ok=False, error=f"cannot keep {STDOUT_FILE}: {exc.strerror}")
     try:
@@ -233,11 +233,11 @@ def keep_reply(job: Job, reply: str, *, is_answer: bool) -> dict[str, Any]:
     answer read out of stdout (stdout itself is ``stdout.txt`` already)."""
     workspace = Path(job.workspace)
     if job.agent.reply is ReplyMode.FILES:
-        report = write_reply_files(workspace, reply)
+        report = write_reply_files(workspace, reply, record_dir=job.records_dir)
         return {
             "files_written": list(report.written),
             "refused": [{"path": r.path, "reason": r.reason} for r in report.refused],
         }
     if is_answer:
-        safe_write(workspace, RESPONSE_FILE, reply.encode("utf-8"))
+        safe_write(job.records_dir, RESPONSE_FILE, reply.encode("utf-8"))
     return {}

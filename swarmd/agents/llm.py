@@ -169,7 +169,7 @@ def keep_answer(job: Job, result: RouterResult) -> AgentResult:
     """
     details = describe_result(result)
     reply = result.response.full_text
-    report = write_reply_files(Path(job.workspace), reply)
+    report = write_reply_files(Path(job.workspace), reply, record_dir=job.records_dir)
     details["files_written"] = list(report.written)
     details["refused"] = [{"path": r.path, "reason": r.reason} for r in report.refused]
     cut = block_left_open(strip_think_blocks(reply)) if result.response.truncated else None

@@ -14,7 +14,6 @@ that closes the planner's attempt.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from swarmd.agents.llm import ask_models, describe_result
@@ -108,7 +107,7 @@ async def run_planner(job: Job, calls: WorkerCalls) -> AgentResult:
         except (ValueError, TicketError) as exc:
             problems.append(str(exc))
             continue
-        (Path(job.workspace) / "plan.json").write_text(json.dumps({"tasks": plan}, indent=2) + "\n")
+        (job.records_dir / "plan.json").write_text(json.dumps({"tasks": plan}, indent=2) + "\n")
         return AgentResult(
             ok=True,
             details={**details, "tries": tries, "plan": plan, "plan_rounds": len(problems) + 1},

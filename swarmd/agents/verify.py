@@ -4,6 +4,8 @@ Checks (declared in the ticket or written by the planner)::
 
     {type = "file_exists", path = "site/index.html"}
     {type = "command_succeeds", command = ["python3", "-m", "pytest", "-q"]}
+    {type = "tests_pass", command = ["python3", "-m", "pytest", "-q"]}  # repository tickets
+    {type = "git_clean"}                                                # repository tickets
 
 When a check fails and fix rounds remain (``SWARMD_MAX_FIX_ROUNDS``), a fix step asks the
 model chain to repair the workspace, given the failing checks' output and the files, and the
@@ -43,9 +45,11 @@ async def run_check(
             "ok": ok,
             "output": "" if ok else f"{path} is missing",
         }
-    if kind == "command_succeeds":
+    if kind == "git_clean":
+        return await _git_clean(workspace, env)
+    if kind in ("command_succeeds", "tests_pass"):
         argv = [str(a) for a in check.get("command", [])]
-        label = f"command_succeeds {' '.join(argv)}"
+        label = f"{kind} {' '.join(argv)}"
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -65,6 +69,28 @@ async def run_check(
         text = out.decode("utf-8", "replace")[-OUTPUT_TAIL_CHARS:]
         return {"check": label, "ok": proc.returncode == 0, "output": text}
     return {"check": str(kind), "ok": False, "output": f"unknown check type {kind!r}"}
+
+
+async def _git_clean(workspace: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    """Nothing uncommitted in the worktree (untracked files included; ignored ones not)."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "git",
+            "status",
+            "--porcelain",
+            cwd=workspace,
+            env={**env, "GIT_OPTIONAL_LOCKS": "0"},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    except OSError as exc:
+        return {"check": "git_clean", "ok": False, "output": f"cannot run git: {exc.strerror}"}
+    out, _ = await proc.communicate()
+    text = out.decode("utf-8", "replace")[-OUTPUT_TAIL_CHARS:]
+    if proc.returncode != 0:
+        return {"check": "git_clean", "ok": False, "output": f"not a repository task: {text}"}
+    return {"check": "git_clean", "ok": not text.strip(), "output": text}
 
 
 async def run_checks(job: Job, env: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -128,7 +154,7 @@ async def run_verify(job: Job, calls: WorkerCalls, env: Mapping[str, str]) -> Ag
     report = "\n".join(f"{'ok  ' if r['ok'] else 'FAIL'} {r['check']}" for r in results)
     if rounds:
         report += f"\n({len(rounds)} fix round(s))"
-    (Path(job.workspace) / "verify-report.txt").write_text(report + "\n", encoding="utf-8")
+    (job.records_dir / "verify-report.txt").write_text(report + "\n", encoding="utf-8")
     details: dict[str, Any] = {"checks": results, "fix_rounds": rounds}
     if failed:
         return AgentResult(

@@ -277,7 +277,15 @@ def show(
     if json_output:
         print_json(view)
     else:
-        print_ticket(console(), view.ticket, view.tasks, view.attempts, view.outputs, view.failures)
+        print_ticket(
+            console(),
+            view.ticket,
+            view.tasks,
+            view.attempts,
+            view.outputs,
+            view.failures,
+            view.repository,
+        )
 
 
 @app.command(cls=SwarmdCommand)

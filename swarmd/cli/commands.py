@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from swarmd.agents.registry import AgentRegistry, load_agent_registry
 from swarmd.cli.failures import FAILED_STATES, TaskFailure, failure_lines, task_failures
@@ -19,7 +20,15 @@ from swarmd.cli.quoting import literal, printable
 from swarmd.config import OFFLINE_MODEL, Settings
 from swarmd.errors import DaemonRunningError, InputError, NotFoundError, TicketError
 from swarmd.home import HomeLayout, HomeLock, running_daemon_pid
-from swarmd.models import Attempt, SubmitResult, Task, Ticket, TicketSpec, TicketState
+from swarmd.models import (
+    Attempt,
+    ExitReason,
+    SubmitResult,
+    Task,
+    Ticket,
+    TicketSpec,
+    TicketState,
+)
 from swarmd.store import Store
 from swarmd.store.backup import BackupResult, RestoreResult
 from swarmd.tickets import load_ticket_file
@@ -41,6 +50,29 @@ class TicketView:
     attempts: dict[int, list[Attempt]]
     outputs: dict[str, Path]
     failures: dict[str, TaskFailure]  # by task name: each failed or dead task's last failure
+    repository: RepositoryView | None = None  # a ticket that works on a repository
+
+
+@dataclass(frozen=True, slots=True)
+class KeptWorktree:
+    task: str
+    path: Path
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryView:
+    """A repository ticket as ``show`` tells it: where its work went, and what is kept."""
+
+    name: str
+    path: Path
+    base: str  # the ref it asked for
+    base_commit: str  # pinned at submit
+    branch: str  # the ticket's branch, holding every task's merged commit
+    head: str | None  # its tip when delivered
+    deliver: str
+    pull_request: str | None
+    worktrees: list[KeptWorktree]
 
 
 def check_agents(spec: TicketSpec, registry: AgentRegistry) -> None:
@@ -305,13 +337,57 @@ async def show_ticket(settings: Settings, ticket_id: int) -> TicketView:
         ticket = await store.get_ticket(ticket_id)
         tasks = await store.list_tasks(ticket_id)
         attempts = {task.id: await store.list_attempts(task.id) for task in tasks}
+        binding = await store.ticket_repo(ticket_id)
+        delivery = await store.repo_delivery(ticket_id) if binding else (None, None)
     return TicketView(
         ticket,
         tasks,
         attempts,
         find_outputs(layout, ticket_id, tasks),
         task_failures(layout, ticket_id, tasks, attempts),
+        repository_view(layout, ticket, tasks, attempts, binding, delivery),
     )
+
+
+def repository_view(
+    layout: HomeLayout,
+    ticket: Ticket,
+    tasks: list[Task],
+    attempts: Mapping[int, list[Attempt]],
+    binding: Mapping[str, Any] | None,
+    delivery: tuple[str | None, str | None],
+) -> RepositoryView | None:
+    if binding is None:
+        return None
+    from swarmd.git.binding import RepoBinding
+
+    bound = RepoBinding.from_dict(binding)
+    kept = []
+    for task in tasks:
+        path = layout.worktree(ticket.id, task.name)
+        if path.exists():
+            kept.append(KeptWorktree(task.name, path, _why_kept(ticket, attempts.get(task.id))))
+    head, pull_request = delivery
+    return RepositoryView(
+        name=bound.entry.name,
+        path=bound.entry.path,
+        base=bound.base_ref,
+        base_commit=bound.base_commit,
+        branch=bound.ticket_branch(ticket.id),
+        head=head,
+        deliver=bound.deliver,
+        pull_request=pull_request,
+        worktrees=kept,
+    )
+
+
+def _why_kept(ticket: Ticket, history: list[Attempt] | None) -> str:
+    last = history[-1] if history else None
+    if not ticket.state.is_terminal:
+        return "the ticket is still running"
+    if last is not None and last.exit_reason is ExitReason.CONFLICT:
+        return "kept for a person: its work conflicts with the ticket's branch (locked)"
+    return "kept: it holds work that is not merged into the ticket's branch"
 
 
 def find_outputs(layout: HomeLayout, ticket_id: int, tasks: list[Task]) -> dict[str, Path]:

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -21,6 +21,9 @@ from rich.text import Text
 from swarmd.cli.failures import TaskFailure, failure_lines
 from swarmd.cli.quoting import printable
 from swarmd.models import Attempt, Task, Ticket
+
+if TYPE_CHECKING:
+    from swarmd.cli.commands import RepositoryView
 
 ERROR_COLUMN_CHARS = 60
 TITLE_CHARS = 200
@@ -113,6 +116,7 @@ def print_ticket(
     attempts: Mapping[int, Sequence[Attempt]],
     outputs: Mapping[str, Path],
     failures: Mapping[str, TaskFailure],
+    repository: RepositoryView | None = None,
 ) -> None:
     heading = Text(f"ticket {ticket.id}", style="bold")
     console.print(heading.append(": ", style="").append(printable(ticket.title, TITLE_CHARS)))
@@ -147,6 +151,22 @@ def print_ticket(
             console.print(Text(line), soft_wrap=True)
     for label, path in outputs.items():
         console.print(Text(f"{printable(label)}: {printable(str(path))}"), soft_wrap=True)
+    if repository is not None:
+        print_repository(console, repository)
+
+
+def print_repository(console: Console, repository: RepositoryView) -> None:
+    base = f"{printable(repository.base)} at {repository.base_commit[:12]}"
+    console.print(
+        Text(f"repository: {printable(repository.name)} ({printable(str(repository.path))})")
+    )
+    head = repository.head[:12] if repository.head else "not delivered yet"
+    console.print(Text(f"branch: {repository.branch} from {base}, head {head}"))
+    if repository.pull_request:
+        console.print(Text(f"pull request: {printable(repository.pull_request)}"))
+    for kept in repository.worktrees:
+        line = f"worktree of {printable(kept.task)}: {printable(str(kept.path))}: {kept.why}"
+        console.print(Text(line), soft_wrap=True)
 
 
 def print_key_values(console: Console, rows: Iterable[tuple[str, Any]]) -> None:

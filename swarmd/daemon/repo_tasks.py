@@ -8,7 +8,6 @@ commit before the merge, so the merge can always be completed or redone, never l
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,21 +266,17 @@ class RepoTasks:
     def _write_task_archive(
         self, binding: RepoBinding, task: Task, attempt: Attempt, start: str, commit: str
     ) -> None:
-        """The task's archive holds its work as one patch (``<task>.patch``)."""
+        """The task's archive: its work as one patch (``<task>.patch``), beside swarmd's own
+        files of the attempt (``response.md``, ``stdout.txt``...), which the worker kept
+        out of the worktree."""
         repo = self._work.repository(binding.entry)
-        with tempfile.TemporaryDirectory(prefix="swarmd-patch-") as staging:
-            if commit != start:
-                patch = repo.git("format-patch", "--stdout", f"{start}..{commit}").text
-                Path(staging, f"{task.name}.patch").write_text(patch, encoding="utf-8")
-            write_task_archive(
-                Path(staging),
-                self._layout.task_archive(task.ticket_id, task.name),
-                manifest={
-                    "ticket": task.ticket_id,
-                    "task": task.name,
-                    "agent": task.agent,
-                    "attempt": attempt.number,
-                    "start": start,
-                    "commit": commit,
-                },
-            )
+        records = self._layout.workspace(task.ticket_id, task.name)
+        records.mkdir(parents=True, exist_ok=True)
+        if commit != start:
+            patch = repo.git("format-patch", "--stdout", f"{start}..{commit}").text
+            (records / f"{task.name}.patch").write_text(patch, encoding="utf-8")
+        write_task_archive(
+            records,
+            self._layout.task_archive(task.ticket_id, task.name),
+            manifest={"task": task.name, "agent": task.agent},
+        )

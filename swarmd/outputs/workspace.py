@@ -68,8 +68,10 @@ def write_reply_files(
     max_file_bytes: int = 10 * MiB,
     max_files: int = 1000,
     max_total_bytes: int = 100 * MiB,
+    record_dir: Path | None = None,
 ) -> WriteReport:
-    """Keep ``reply`` as ``response.md`` and write its file blocks into ``workspace``.
+    """Keep ``reply`` as ``response.md`` (in ``record_dir``, by default the workspace) and
+    write its file blocks into ``workspace``.
 
     Blocks inside ``<think>`` reasoning are not written. A block is refused, and reported,
     when its path breaks the rules or meets a symlink, when it is over ``max_file_bytes``,
@@ -86,7 +88,7 @@ def write_reply_files(
                 RESPONSE_FILE, f"the reply is over {format_size(max_total_bytes)}; kept its start"
             )
         )
-    safe_write(workspace, RESPONSE_FILE, response)
+    safe_write(record_dir or workspace, RESPONSE_FILE, response)
     blocks, never_closed = parse_file_blocks(strip_think_blocks(reply))
     report.refused.extend(never_closed[:max_files])
     if len(blocks) > max_files:

@@ -81,6 +81,7 @@ class WorkerLauncher:
             workspace=str(workspace or layout.workspace(task.ticket_id, task.name)),
             archive_path=str(layout.task_archive(task.ticket_id, task.name)),
             worktree=workspace is not None,
+            records=str(layout.workspace(task.ticket_id, task.name)) if workspace else "",
             deadline=self._clock() + timeout,
             prompt=task.prompt,
             command=task.command,

@@ -22,6 +22,7 @@ The schema (DESIGN.md §6)::
     model = ["anthropic/claude-sonnet-4-5", "openai/gpt-4.1-mini"]
     checks = [{type = "file_exists", path = "index.html"},      # verify tasks only
               {type = "command_succeeds", command = ["pytest", "-q"]}]
+    # repository tickets also: {type = "tests_pass", command = [...]}, {type = "git_clean"}
 
 Every refusal is a ``TicketError`` with one sentence that names the file, the task and the
 field. The same rules check a planner's task graph (``parse_tasks``).

@@ -19,6 +19,8 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 CHECK_FIELDS: dict[str, frozenset[str]] = {
     "file_exists": frozenset({"path"}),
     "command_succeeds": frozenset({"command"}),
+    "tests_pass": frozenset({"command"}),  # a repository ticket's tests, in its merged tree
+    "git_clean": frozenset(),  # a repository ticket's worktree holds no uncommitted change
 }
 """The verify checks, each with the fields it requires (and the only ones it accepts)."""
 
@@ -218,9 +220,11 @@ class FieldReader:
         for key in CHECK_FIELDS[kind]:
             if key not in item:
                 self.refuse(f'{label}: missing required field "{key}"')
-        if kind == "command_succeeds":
+        if kind in ("command_succeeds", "tests_pass"):
             argv = self._argv(item["command"], f'{label} field "command"')
             return {"type": kind, "command": list(argv)}
+        if kind == "git_clean":
+            return {"type": kind}
         path = self._string(item["path"], f'{label} field "path"')
         pure = PurePosixPath(path)
         if not path.strip() or pure.is_absolute() or ".." in pure.parts or "\0" in path:

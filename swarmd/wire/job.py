@@ -8,6 +8,7 @@ needs travel as ``LLMSettings``, which the llm agent turns into the router's con
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from swarmd.wire.agent import AgentDef
@@ -67,6 +68,7 @@ class Job:
     archive_path: str
     deadline: float  # wall-clock seconds; the LLM budget ends here
     worktree: bool = False  # the workspace is a git worktree the daemon prepared and commits
+    records: str = ""  # where swarmd keeps the attempt's own files; "": the workspace
     prompt: str | None = None
     command: tuple[str, ...] | None = None  # the task's own argv, else the agent's
     checks: tuple[dict[str, Any], ...] = ()
@@ -79,6 +81,12 @@ class Job:
     # A command agent that reports its usage: usd per Mtok in, out, by provider/model.
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)  # metadata for manifest.json
+
+    @property
+    def records_dir(self) -> Path:
+        """Where ``response.md``, ``stdout.txt`` and ``verify-report.txt`` go: beside a
+        worktree, never in it (they are swarmd's, not the repository's)."""
+        return Path(self.records or self.workspace)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

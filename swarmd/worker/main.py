@@ -101,6 +101,8 @@ async def run_agent(job: Job, calls: WorkerCalls) -> AgentResult:
     workspace = Path(job.workspace)
     if not job.worktree:
         prepare_workspace(workspace, [(name, Path(path)) for name, path in job.inputs])
+    else:
+        prepare_workspace(job.records_dir, [])  # swarmd's own files of the attempt, fresh
     kind = job.agent.kind
     if kind is AgentKind.ECHO:
         from swarmd.agents.echo import run_echo

@@ -184,6 +184,10 @@ def test_a_conflict_fails_the_second_task_naming_the_file_and_keeps_its_worktree
     succeeded = next(t for t in tasks.values() if t.state is TaskState.SUCCEEDED)
     readme = person.git(project, "show", "swarmd/1:README.md")
     assert succeeded.name in readme
+    shown = swarmd("show", "1", env={**env, "COLUMNS": "200"})
+    assert f"worktree of {failed[0].name}: {kept}" in shown.stdout
+    assert "conflicts" in shown.stdout
+    assert "branch: swarmd/1 from main" in shown.stdout
 
 
 def test_an_agent_that_commits_itself_and_one_that_only_edits_both_end_on_the_branch(
@@ -206,6 +210,7 @@ def test_an_agent_that_commits_itself_and_one_that_only_edits_both_end_on_the_br
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert {"mine.txt", "e.txt"} <= branch_files(person, project, "swarmd/1")
+    assert "stdout.txt" not in branch_files(person, project, "swarmd/1")
     subjects = person.git(project, "log", "--format=%s", "main..swarmd/1")
     assert "agent commit" in subjects
 
@@ -247,6 +252,10 @@ def test_a_llm_task_writes_its_file_blocks_into_the_worktree_and_they_are_commit
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert person.git(project, "show", "swarmd/1:docs/page.md").strip() == "# Page"
+    # The whole reply is swarmd's record of the attempt: kept, never committed.
+    assert "response.md" not in branch_files(person, project, "swarmd/1")
+    with tarfile.open(Path(env["SWARMD_HOME"]) / "outputs" / "1" / "page.tar.gz") as archive:
+        assert {"files/response.md", "files/page.patch"} <= set(archive.getnames())
 
 
 def test_deliver_push_sends_the_branch_to_the_remote(
@@ -412,6 +421,9 @@ def test_deliver_pr_pushes_and_opens_a_draft_pull_request_whose_url_the_delivery
     with tarfile.open(home / "outputs" / "1" / "delivery.tar.gz") as archive:
         manifest = json.load(archive.extractfile("manifest.json"))  # type: ignore[arg-type]
     assert manifest["ticket"]["repository"]["pull_request"].startswith("https://forge.example/")
+    shown = json.loads(swarmd("show", "1", "--json", env=forge_env).stdout)
+    assert shown["repository"]["pull_request"].startswith("https://forge.example/")
+    assert shown["repository"]["worktrees"] == []  # merged and clean: removed
     # The forge's token is the daemon's: a task's command never sees it.
     assert FORGE_TOKEN not in (home / "logs" / "swarmd.jsonl").read_text()
 
@@ -443,3 +455,35 @@ def test_at_start_up_a_worktree_whose_folder_is_gone_is_pruned_and_its_branch_ke
     assert ticket_of(home, 1).state is TicketState.SUCCEEDED
     assert "w.txt" in branch_files(person, project, "swarmd/1")
     assert person.git(project, "worktree", "list", "--porcelain").count("worktree ") == 1
+
+
+def test_verify_checks_git_clean_and_tests_pass_run_in_the_tickets_merged_tree(
+    tmp_path: Path, env: dict[str, str], home: Path, person: Person, project: Path
+) -> None:
+    ticket = {
+        "title": "verified",
+        "repo": "app",
+        "tasks": [
+            {"name": "a", **shell("echo a > a.txt")},
+            {"name": "b", **shell("echo b > b.txt")},
+            {
+                "name": "check",
+                "agent": "verify",
+                "needs": ["a", "b"],
+                "checks": [
+                    {"type": "git_clean"},
+                    {
+                        "type": "tests_pass",
+                        "command": ["sh", "-c", "test -f a.txt && test -f b.txt"],
+                    },
+                ],
+            },
+        ],
+    }
+
+    result = run(tmp_path, env, ticket)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = (home / "work" / "1" / "check" / "verify-report.txt").read_text()
+    assert "ok   git_clean" in report and "ok   tests_pass" in report
+    assert "verify-report.txt" not in branch_files(person, project, "swarmd/1")
