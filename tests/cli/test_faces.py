@@ -77,7 +77,7 @@ def test_status_at_80_columns_keeps_each_label_beside_its_number(
     busy_home: Path, swarmd_env: dict[str, str]
 ) -> None:
     # No terminal: rich reads the width from COLUMNS, as a pipe to `less` or a script gets it.
-    env = {**swarmd_env, "COLUMNS": "80", "SWARMD_MIN_FREE_MEMORY_MB": str(2**40)}
+    env = {**swarmd_env, "COLUMNS": "80", "SWARMD_MIN_FREE_MEMORY_MB": str(2**24)}
     daemon = Daemon(env, busy_home)  # its gate holds: the queue stays as it was seeded
     try:
         daemon.start()

@@ -16,9 +16,10 @@ import pytest
 
 from tests.support.cli import Daemon, swarmd_says, write_ticket
 
-# Prints 15 numbered lines, then a line with a colour escape and a bidi override, then fails.
+# Prints 15 numbered lines on stderr (the attempt's log; its stdout is kept as stdout.txt),
+# then a line with a colour escape and a bidi override, then fails.
 NOISY_FAILURE = (
-    "for i in $(seq 1 15); do echo line $i; done; "
+    "for i in $(seq 1 15); do echo line $i >&2; done; "
     "printf 'red \\033[31mALERT\\033[0m \\342\\200\\256evil\\n' >&2; exit 3"
 )
 FAILING = {

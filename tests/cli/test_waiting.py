@@ -30,7 +30,7 @@ SLEEPER = {
     "title": "sleeper",
     "tasks": [{"name": "s", "agent": "command", "command": ["sleep", "30"]}],
 }
-NO_MEMORY_IS_ENOUGH = {"SWARMD_MIN_FREE_MEMORY_MB": str(2**40)}
+NO_MEMORY_IS_ENOUGH = {"SWARMD_MIN_FREE_MEMORY_MB": str(2**24)}
 
 
 def test_run_ticket_timeout_on_a_daemon_exits_1_and_says_the_ticket_keeps_running(
@@ -131,7 +131,7 @@ def test_run_ticket_wait_on_a_daemon_names_the_gate_that_holds_it_once(
     assert result.returncode == 1
     [line] = gate_lines(result.stderr)  # heartbeats every 2 s: the figures moved, not the cause
     assert line.startswith("ticket 1 waits: the gate holds: available memory ")
-    assert line.endswith(f"is below SWARMD_MIN_FREE_MEMORY_MB={2**40}")
+    assert line.endswith(f"is below SWARMD_MIN_FREE_MEMORY_MB={2**24}")
 
 
 def test_run_ticket_without_a_daemon_names_the_gate_that_holds_it(
