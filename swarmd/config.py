@@ -23,12 +23,13 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 from pydantic import (
@@ -42,6 +43,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 
 from swarmd.errors import ConfigError
 from swarmd.home import HomeLayout
+from swarmd.models import AlertEvent
 from swarmd.text import plain_or_quoted, quote, unsafe_in_line
 
 OFFLINE_MODEL = "echo/echo"
@@ -54,7 +56,9 @@ MAX_SECONDS = 365 * 24 * 3600.0
 MAX_MEGABYTES = 2**24
 """16 TiB, in MB: more memory than any host swarmd runs on."""
 
-_SECRET_FIELDS = frozenset({"openai_api_key", "anthropic_api_key", "minimax_api_key"})
+_SECRET_FIELDS = frozenset(
+    {"openai_api_key", "anthropic_api_key", "minimax_api_key", "webhook_url", "webhook_secret"}
+)
 _HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 ENV_PREFIX = "SWARMD_"
 
@@ -124,6 +128,13 @@ class Settings(BaseSettings):
     log_backups: int = Field(default=3, ge=0, le=1000)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     metrics_textfile: Path | None = None
+    notify_command: Annotated[tuple[str, ...], NoDecode] = ()
+    webhook_url: SecretStr | None = None  # a webhook's URL often holds its token
+    webhook_secret: SecretStr | None = None
+    notify_events: Annotated[tuple[AlertEvent, ...], NoDecode] = tuple(AlertEvent)
+    notify_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    notify_attempts: int = Field(default=4, ge=1, le=100)
+    notify_gate_held_minutes: float = Field(default=10.0, gt=0, le=MAX_SECONDS / 60)
 
     openai_api_key: SecretStr | None = _provider_field("OPENAI_API_KEY")
     openai_base_url: str | None = _provider_field("OPENAI_BASE_URL")
@@ -218,6 +229,40 @@ class Settings(BaseSettings):
             return None
         return check_base_url(value)
 
+    @field_validator("notify_command", mode="before")
+    @classmethod
+    def _split_command(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as exc:  # an unclosed quote
+            raise ValueError(f"{quote(value)} is not a command line: {exc}") from None
+
+    @field_validator("notify_events", mode="before")
+    @classmethod
+    def _split_events(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        names = [part.strip().lower() for part in value.split(",") if part.strip()]
+        if "all" in names:
+            return tuple(AlertEvent)
+        known = {event.value for event in AlertEvent}
+        for name in names:
+            if name not in known:
+                raise ValueError(
+                    f"{quote(name)} is not an event; the events are all, "
+                    + ", ".join(sorted(known))
+                )
+        return tuple(dict.fromkeys(AlertEvent(name) for name in names))
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_webhook_url(value.get_secret_value())
+        return value
+
     @field_validator("ollama_host")
     @classmethod
     def _normalise_ollama_host(cls, value: str | None) -> str | None:
@@ -266,7 +311,13 @@ class Settings(BaseSettings):
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every configured secret value, for the log redactor."""
-        keys = (self.openai_api_key, self.anthropic_api_key, self.minimax_api_key)
+        keys = (
+            self.openai_api_key,
+            self.anthropic_api_key,
+            self.minimax_api_key,
+            self.webhook_url,
+            self.webhook_secret,
+        )
         return tuple(k.get_secret_value() for k in keys if k and k.get_secret_value())
 
     def masked(self) -> dict[str, object]:
@@ -407,6 +458,24 @@ def check_base_url(value: str) -> str:
         raise ValueError(f"{shown} has no valid port (1-65535)")
     if parts.query or parts.fragment:
         raise ValueError(f"{shown} must not have a query or a fragment")
+    return value
+
+
+def check_webhook_url(value: str) -> str:
+    """``value`` if it is an http(s) URL with a host and a valid port; else ``ValueError``.
+
+    Like a base URL, but it may carry a query, and only its scheme and host are ever quoted
+    back: a webhook's path and query often hold its token.
+    """
+    if unsafe_in_line(value) is not None or " " in value:
+        raise ValueError("must be a URL without spaces or control characters")
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # an unclosed [
+        raise ValueError("is not a valid URL") from None
+    if parts.fragment:
+        raise ValueError("must not have a fragment")
+    check_base_url(urlunsplit((parts.scheme, parts.netloc, "", "", "")))
     return value
 
 

@@ -19,7 +19,8 @@ code the CLI returns for it. Adapters translate foreign exceptions (``sqlite3.*`
     │   └── UnsafePathError          a path that is absolute, climbs out, or meets a symlink
     ├── ProviderError                an LLM request failed (see swarmd.llm.errors)
     ├── GitError                     a repository operation failed (see swarmd.git.errors)
-    └── ForgeError                   a forge refused or failed a request (a pull request)
+    ├── ForgeError                   a forge refused or failed a request (a pull request)
+    └── AlertError                   an alert's command or webhook failed
 """
 
 from __future__ import annotations
@@ -95,3 +96,7 @@ class GitError(SwarmdError):
 
 class ForgeError(SwarmdError):
     """A forge (GitHub, Gitea, Forgejo) refused or failed a request."""
+
+
+class AlertError(SwarmdError):
+    """An alert could not be delivered: its command failed or its webhook refused it."""

@@ -34,6 +34,10 @@ class Redactor:
                 text = text.replace(secret, REDACTED)
         return _KEY_SHAPES.sub(REDACTED, text)
 
+    def scrub_data(self, value: Any) -> Any:
+        """``value`` (JSON-like data) with every secret replaced, as in a log line."""
+        return self._scrub_value(value)
+
     def _scrub_value(self, value: Any) -> Any:
         if isinstance(value, str):
             return self.scrub(value)

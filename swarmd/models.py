@@ -107,6 +107,24 @@ class ExitReason(enum.StrEnum):
     TRUNCATED = "truncated"  # the model's answer hit its token limit inside a file block
 
 
+class AlertEvent(enum.StrEnum):
+    """What an alert reports (``SWARMD_NOTIFY_EVENTS`` names these).
+
+    Retention events (a prune, a disk held near full) join this list when that work lands;
+    they are sent through ``swarmd.daemon.alerts.Alerter.send`` like the rest.
+    """
+
+    TICKET_SUCCEEDED = "ticket_succeeded"
+    TICKET_FAILED = "ticket_failed"
+    TICKET_CANCELLED = "ticket_cancelled"
+    TASK_DEAD = "task_dead"
+    MODELS_COOLING = "models_cooling"  # every model of the chain is cooling down
+    GATE_HELD = "gate_held"  # the spawn gate held longer than SWARMD_NOTIFY_GATE_HELD_MINUTES
+    DAEMON_STARTED = "daemon_started"
+    DAEMON_STOPPED = "daemon_stopped"
+    DAEMON_DOWN = "daemon_down"  # sent by `swarmd alert` from the dead man's timer
+
+
 @dataclass(frozen=True, slots=True)
 class TaskSpec:
     """One task as written in a ticket file (or by a planner), validated."""

@@ -394,6 +394,27 @@ def agents(json_output: JsonOption = False) -> None:
         print_agents(console(), found)
 
 
+@app.command(cls=SwarmdCommand)
+def alert(
+    event: Annotated[
+        str, typer.Option("--event", metavar="EVENT", help="The event, e.g. daemon_down.")
+    ],
+    text: Annotated[
+        str | None, typer.Option("--text", metavar="TEXT", help="The alert's words.")
+    ] = None,
+) -> None:
+    """Send one alert now to SWARMD_NOTIFY_COMMAND and/or SWARMD_WEBHOOK_URL (exit 1 if not
+    delivered): what the dead man's timer runs when `swarmd status` fails."""
+    from swarmd.cli import commands
+    from swarmd.logs import configure_logging
+
+    settings = settings_or_exit()
+    # Retries and failures go to stderr (the journal, under the timer), not to the home:
+    # the home may be why the daemon is down.
+    configure_logging(level=settings.log_level, secrets=settings.secrets, console=True)
+    print(call(lambda: commands.send_alert(settings, event, text)))
+
+
 @app.command("verify-archive", cls=SwarmdCommand)
 def verify_archive(
     path: Annotated[Path, typer.Argument(metavar="PATH", help="A task or delivery archive.")],

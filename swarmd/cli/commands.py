@@ -281,6 +281,39 @@ async def run_daemon(settings: Settings) -> None:
     await serve(settings, base_env=dict(os.environ))
 
 
+DEFAULT_ALERT_TEXT = {"daemon_down": "the daemon is down: `swarmd status` failed"}
+
+
+async def send_alert(settings: Settings, event_name: str, text: str | None) -> str:
+    """``swarmd alert``: one alert, sent now through the daemon's own alert code; what
+    happened, in words. Raises ``ConfigError`` when no command or webhook is set, and
+    ``AlertError`` when one of them did not take the alert after its retries."""
+    from swarmd.daemon.alerts import build_alerter
+    from swarmd.errors import AlertError, ConfigError
+    from swarmd.models import AlertEvent
+
+    try:
+        event = AlertEvent(event_name.strip().lower())
+    except ValueError:
+        names = ", ".join(e.value for e in AlertEvent)
+        raise InputError(f"{literal(event_name)} is not an event; the events are {names}") from None
+    alerter = build_alerter(settings, dict(os.environ))
+    try:
+        if not alerter.enabled:
+            raise ConfigError(
+                "no alert is configured: set SWARMD_NOTIFY_COMMAND or SWARMD_WEBHOOK_URL"
+            )
+        if not alerter.wants(event):
+            return f"not sent: SWARMD_NOTIFY_EVENTS leaves {event.value} out"
+        alerter.send(event, text or DEFAULT_ALERT_TEXT.get(event.value, event.value))
+        await alerter.deliver_queued()
+    finally:
+        await alerter.aclose()
+    if alerter.failed:
+        raise AlertError(f"the {event.value} alert was not delivered: {alerter.last_error}")
+    return f"sent {event.value}"
+
+
 def list_agents(settings: Settings) -> dict[str, str]:
     """Every agent a ticket may name, with its kind."""
     registry = load_agent_registry(settings.agents_path)

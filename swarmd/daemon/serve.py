@@ -20,6 +20,7 @@ from swarmd import __version__
 from swarmd.agents.registry import AgentLookup, AgentRegistry
 from swarmd.agents.registry_file import AgentRegistryFile
 from swarmd.config import OFFLINE_MODEL, Settings
+from swarmd.daemon.alerts import Alerter, AlertWatch, build_alerter
 from swarmd.daemon.delivery_queue import DeliveryQueue
 from swarmd.daemon.gate import GateDecision, HostProbe, SpawnGate
 from swarmd.daemon.metrics.collector import GateHoldCounter, MetricsCollector
@@ -49,7 +50,9 @@ AGENTS_CHECK_SECONDS = 1.0
 
 
 class DaemonHooks:
-    """sd_notify, the heartbeat row, and delivery archives, at the supervisor's milestones."""
+    """sd_notify, the heartbeat row, delivery archives and alerts, at the supervisor's
+    milestones. With ``announce`` false (``run-ticket`` in-process), the daemon's start and
+    stop are not alerted."""
 
     def __init__(
         self,
@@ -58,24 +61,35 @@ class DaemonHooks:
         permits: PermitService,
         deliveries: DeliveryQueue,
         gate_holds: GateHoldCounter | None = None,
+        alerts: AlertWatch | None = None,
+        announce: bool = True,
     ) -> None:
         self._store = store
         self._notifier = notifier
         self._permits = permits
         self._deliveries = deliveries
         self._gate_holds = gate_holds or GateHoldCounter()
+        self._alerts = alerts or AlertWatch(
+            Alerter(()), store, model_chain=(), gate_held_seconds=float("inf")
+        )
+        self._announce = announce
         self._started_at = time.time()
 
     def ready(self) -> None:
         self._notifier.ready()
         self._notifier.status("accepting work")
+        if self._announce:
+            self._alerts.daemon_started(pid=os.getpid(), version=__version__)
 
     def stopping(self) -> None:
         self._notifier.stopping()
         log.info("shutdown_started")
+        if self._announce:
+            self._alerts.daemon_stopped(pid=os.getpid(), version=__version__)
 
     async def heartbeat(self, snapshot: dict[str, Any]) -> None:
         status = {**snapshot, "models": self._permits.snapshot()}
+        self._alerts.heartbeat(snapshot, status["models"])
         await self._store.write_heartbeat(
             pid=os.getpid(), started_at=self._started_at, version=__version__, status=status
         )
@@ -86,6 +100,10 @@ class DaemonHooks:
 
     async def ticket_finished(self, ticket_id: int, state: TicketState) -> None:
         self._deliveries.schedule(ticket_id, state)
+        await self._alerts.ticket_finished(ticket_id, state)
+
+    def task_dead(self, ticket_id: int, ref: str, error: str | None) -> None:
+        self._alerts.task_dead(ticket_id, ref, error)
 
     def gate_held(self, decision: GateDecision) -> None:
         """The gate has just closed (it was open at the previous check)."""
@@ -186,6 +204,12 @@ async def _serve_locked(
     )
     memory_limit = settings.worker_memory_limit_mb
     gate_holds = GateHoldCounter()
+    alerts = AlertWatch(
+        build_alerter(settings, base_env),
+        store,
+        model_chain=settings.model_chain,
+        gate_held_seconds=settings.notify_gate_held_minutes * 60,
+    )
     supervisor = Supervisor(
         store,
         gate,
@@ -199,7 +223,9 @@ async def _serve_locked(
             default_max_attempts=settings.max_attempts,
         ),
         stop=stop,
-        hooks=DaemonHooks(store, notifier, permits, deliveries, gate_holds),
+        hooks=DaemonHooks(
+            store, notifier, permits, deliveries, gate_holds, alerts, announce=only_ticket is None
+        ),
         repos=repos,
     )
     log.info(
@@ -219,6 +245,9 @@ async def _serve_locked(
             serving(spawner),
             metrics_exporter(settings, store, gate_holds, stop),
             watching_agents(agents, reload_agents, stop),
+            alerts.alerter.running(
+                lambda task: stop_when_failed(task, stop), grace=settings.notify_timeout_seconds
+            ),
         ):
             await repos.reconcile()
             await deliveries.reconcile()

@@ -65,6 +65,7 @@ class SupervisorHooks(Protocol):
     def gate_held(self, decision: GateDecision) -> None: ...
     async def heartbeat(self, snapshot: dict[str, Any]) -> None: ...
     async def ticket_finished(self, ticket_id: int, state: TicketState) -> None: ...
+    def task_dead(self, ticket_id: int, ref: str, error: str | None) -> None: ...
 
 
 class Supervisor:
@@ -391,6 +392,7 @@ class Supervisor:
         task = outcome.task
         if task.state is TaskState.DEAD:
             log.warning("task_dead", task=task.ref, error=task.last_error)
+            self._hooks.task_dead(task.ticket_id, task.ref, task.last_error)
         retry_at = task.retry_at if task.state is TaskState.FAILED else None
         if retry_at is not None and (self._next_retry_at is None or retry_at < self._next_retry_at):
             self._next_retry_at = retry_at

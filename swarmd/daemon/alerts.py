@@ -1,0 +1,459 @@
+"""Alerts: the events an operator cares about, sent to a command and/or a webhook.
+
+The supervisor never waits for an alert. ``Alerter.send`` redacts the alert, puts it on a
+bounded queue (a full queue drops its oldest alert and logs ``alert_dropped``) and returns;
+the daemon's ``alerts`` side task delivers each alert to every sink, each try bounded by a
+timeout, failures retried with backoff. Every payload passes the log redactor first: no
+secret the daemon knows (provider keys, the webhook's URL and secret) leaves in an alert.
+
+    AlertWatch       which milestone becomes which alert: tickets, dead tasks, the daemon's
+                     start and stop, and states that last (the whole model chain cooling
+                     down, the gate held too long), read from the heartbeats
+    Alerter          the event filter, the redactor, the queue, the retries
+    ├── CommandSink  SWARMD_NOTIFY_COMMAND: the JSON on stdin, SWARMD_EVENT_* in its env
+    └── WebhookSink  SWARMD_WEBHOOK_URL: a JSON POST with Slack's ``text`` field, signed
+                     (``X-Swarmd-Signature: sha256=<hex>``) when SWARMD_WEBHOOK_SECRET is set
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import httpx
+
+from swarmd import __version__
+from swarmd.config import Settings
+from swarmd.errors import AlertError, SwarmdError
+from swarmd.logs import Redactor, get_logger
+from swarmd.models import AlertEvent, TicketState
+from swarmd.spawn.groups import scrub_environment
+from swarmd.store import Store
+
+log = get_logger("swarmd.daemon.alerts")
+
+SIGNATURE_HEADER = "X-Swarmd-Signature"
+EVENT_HEADER = "X-Swarmd-Event"
+QUEUE_CAPACITY = 100
+STDERR_SHOWN = 300
+
+_TICKET_EVENTS = {
+    TicketState.SUCCEEDED: AlertEvent.TICKET_SUCCEEDED,
+    TicketState.FAILED: AlertEvent.TICKET_FAILED,
+    TicketState.CANCELLED: AlertEvent.TICKET_CANCELLED,
+}
+
+
+class AlertRefused(AlertError):
+    """The receiver refused the alert for good (an HTTP 4xx): retrying cannot help."""
+
+
+def sign(body: bytes, secret: bytes) -> str:
+    """The signature header's value: ``sha256=`` and the HMAC-SHA256 of the raw body."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def alert_variables(payload: Mapping[str, Any]) -> dict[str, str]:
+    """The command's view of an alert: ``SWARMD_EVENT`` and ``SWARMD_EVENT_<FIELD>``."""
+    variables = {"SWARMD_EVENT": str(payload["event"])}
+    for key, value in payload.items():
+        if key == "event" or value is None:
+            continue
+        shown = value if isinstance(value, str) else json.dumps(value)
+        variables[f"SWARMD_EVENT_{key.upper()}"] = shown
+    return variables
+
+
+class AlertSink(Protocol):
+    name: str
+
+    async def deliver(self, payload: Mapping[str, Any], body: bytes) -> None:
+        """Deliver one alert or raise ``AlertError``."""
+
+    async def aclose(self) -> None: ...
+
+
+class CommandSink:
+    """Runs a command per alert: the JSON on stdin, the fields in its environment.
+
+    It runs in its own session, so a command past its timeout is killed with its children.
+    """
+
+    name = "command"
+
+    def __init__(self, argv: Sequence[str], *, env: Mapping[str, str], timeout: float) -> None:
+        self._argv = tuple(argv)
+        self._env = dict(env)
+        self._timeout = timeout
+
+    async def deliver(self, payload: Mapping[str, Any], body: bytes) -> None:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self._argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                env={**self._env, **alert_variables(payload)},
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise AlertError(f"the alert command could not start: {exc.strerror}") from exc
+        try:
+            async with asyncio.timeout(self._timeout):
+                _, stderr = await proc.communicate(body)
+        except BaseException as exc:  # a timeout, or the daemon's cancellation
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+            if isinstance(exc, TimeoutError):
+                raise AlertError(f"the alert command ran past {self._timeout:g} s") from exc
+            raise
+        if proc.returncode != 0:
+            tail = stderr.decode("utf-8", "replace").strip()[-STDERR_SHOWN:]
+            raise AlertError(
+                f"the alert command exited {proc.returncode}" + (f": {tail}" if tail else "")
+            )
+
+    async def aclose(self) -> None:
+        pass
+
+
+class WebhookSink:
+    """POSTs each alert as JSON, signed when a secret is set."""
+
+    name = "webhook"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client: httpx.AsyncClient,
+        secret: str | None,
+        timeout: float,
+    ) -> None:
+        self._url = url
+        self._client = client
+        self._secret = secret.encode() if secret else None
+        self._timeout = timeout
+
+    async def deliver(self, payload: Mapping[str, Any], body: bytes) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"swarmd/{__version__}",
+            EVENT_HEADER: str(payload["event"]),
+        }
+        if self._secret is not None:
+            headers[SIGNATURE_HEADER] = sign(body, self._secret)
+        try:
+            # httpx's timeouts bound each phase; a server that trickles bytes needs this one.
+            async with asyncio.timeout(self._timeout):
+                response = await self._client.post(
+                    self._url, content=body, headers=headers, timeout=self._timeout
+                )
+        except TimeoutError as exc:
+            raise AlertError(f"the webhook did not answer within {self._timeout:g} s") from exc
+        except httpx.HTTPError as exc:
+            raise AlertError(f"the webhook failed: {type(exc).__name__} {exc}") from exc
+        status = response.status_code
+        if status < 300:
+            return
+        if 400 <= status < 500 and status not in (408, 429):
+            raise AlertRefused(f"the webhook refused the alert: HTTP {status}")
+        raise AlertError(f"the webhook answered HTTP {status}")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class Alerter:
+    """Queues alerts without waiting and delivers them from one side task (``run``)."""
+
+    def __init__(
+        self,
+        sinks: Sequence[AlertSink],
+        *,
+        events: Collection[AlertEvent] = tuple(AlertEvent),
+        redactor: Redactor | None = None,
+        attempts: int = 4,
+        backoff_seconds: float = 1.0,
+        backoff_max_seconds: float = 30.0,
+        capacity: int = QUEUE_CAPACITY,
+        host: str | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sinks = tuple(sinks)
+        self._events = frozenset(events)
+        self._redactor = redactor or Redactor()
+        self._attempts = attempts
+        self._backoff = backoff_seconds
+        self._backoff_max = backoff_max_seconds
+        self._queue: deque[dict[str, Any]] = deque()
+        self._capacity = capacity
+        self._host = host or socket.gethostname()
+        self._wall_clock = wall_clock
+        self._pending = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.delivered = 0
+        self.failed = 0
+        self.dropped = 0
+        self.last_error: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._sinks)
+
+    def wants(self, event: AlertEvent) -> bool:
+        return self.enabled and event in self._events
+
+    def send(self, event: AlertEvent, text: str, **fields: Any) -> None:
+        """Queue one alert for delivery, if a sink is set and ``event`` is wanted; never waits."""
+        if not self.wants(event):
+            return
+        stamp = datetime.fromtimestamp(self._wall_clock(), UTC).isoformat(timespec="seconds")
+        payload = {
+            "event": event.value,
+            "text": f"swarmd@{self._host}: {text}",
+            "host": self._host,
+            "time": stamp,
+            **fields,
+        }
+        if len(self._queue) >= self._capacity:
+            oldest = self._queue.popleft()
+            self.dropped += 1
+            log.warning(
+                "alert_dropped",
+                alert=oldest["event"],
+                time=oldest["time"],
+                detail=f"the alert queue is full ({self._capacity})",
+            )
+        self._queue.append(self._redactor.scrub_data(payload))
+        self._idle.clear()
+        self._pending.set()
+
+    async def run(self) -> None:
+        """The side task: deliver queued alerts as they come, until cancelled."""
+        while True:
+            await self._pending.wait()
+            await self.deliver_queued()
+
+    async def deliver_queued(self) -> None:
+        """Deliver every queued alert, oldest first."""
+        self._pending.clear()
+        try:
+            while self._queue:
+                await self.deliver(self._queue.popleft())
+        finally:
+            if not self._queue:
+                self._idle.set()
+
+    async def deliver(self, payload: dict[str, Any]) -> bool:
+        """Deliver one alert to every sink at once; whether every sink took it."""
+        body = json.dumps(payload).encode()
+        taken = await asyncio.gather(
+            *(self._deliver_to(sink, payload, body) for sink in self._sinks)
+        )
+        return all(taken)
+
+    async def _deliver_to(self, sink: AlertSink, payload: dict[str, Any], body: bytes) -> bool:
+        event = payload["event"]
+        for attempt in range(1, self._attempts + 1):
+            try:
+                await sink.deliver(payload, body)
+            except AlertError as exc:
+                final = attempt == self._attempts or isinstance(exc, AlertRefused)
+                if final:
+                    self.failed += 1
+                    self.last_error = f"{sink.name}: {exc}"
+                    log.warning(
+                        "alert_failed",
+                        alert=event,
+                        sink=sink.name,
+                        attempts=attempt,
+                        error=str(exc),
+                    )
+                    return False
+                log.info("alert_retrying", alert=event, sink=sink.name, error=str(exc))
+                await asyncio.sleep(min(self._backoff_max, self._backoff * 2 ** (attempt - 1)))
+            else:
+                self.delivered += 1
+                log.info("alert_sent", alert=event, sink=sink.name, attempt=attempt)
+                return True
+        return False
+
+    async def flush(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for the queued alerts to be delivered."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self._idle.wait()
+        if not self._idle.is_set():
+            log.warning("alerts_abandoned", queued=len(self._queue), grace_s=grace)
+
+    async def aclose(self) -> None:
+        for sink in self._sinks:
+            await sink.aclose()
+
+    @contextlib.asynccontextmanager
+    async def running(
+        self, on_done: Callable[[asyncio.Task[None]], None], *, grace: float
+    ) -> AsyncIterator[Alerter]:
+        """Run the ``alerts`` side task for the block; after it, deliver what is queued
+        within ``grace`` seconds. ``on_done`` sees the task end (a failure stops the daemon)."""
+        if not self.enabled:
+            yield self
+            return
+        runner = asyncio.create_task(self.run(), name="alerts")
+        runner.add_done_callback(on_done)
+        try:
+            yield self
+        finally:
+            if not runner.done():
+                await self.flush(grace)
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+            await self.aclose()
+
+
+def build_alerter(settings: Settings, base_env: Mapping[str, str]) -> Alerter:
+    """The alerter ``settings`` ask for: a command sink, a webhook sink, both, or none."""
+    secrets = settings.secrets
+    sinks: list[AlertSink] = []
+    timeout = settings.notify_timeout_seconds
+    if settings.notify_command:
+        # Nothing the daemon holds secret reaches the command: no key, by name or by value.
+        env = {
+            name: value
+            for name, value in scrub_environment(base_env).items()
+            if not any(secret in value for secret in secrets)
+        }
+        sinks.append(CommandSink(settings.notify_command, env=env, timeout=timeout))
+    if settings.webhook_url is not None:
+        secret = settings.webhook_secret
+        sinks.append(
+            WebhookSink(
+                settings.webhook_url.get_secret_value(),
+                client=httpx.AsyncClient(trust_env=False),
+                secret=secret.get_secret_value() if secret else None,
+                timeout=timeout,
+            )
+        )
+    return Alerter(
+        sinks,
+        events=settings.notify_events,
+        redactor=Redactor(secrets),
+        attempts=settings.notify_attempts,
+    )
+
+
+class AlertWatch:
+    """Which of the daemon's milestones become alerts, and their words.
+
+    States that last are read from the heartbeats and alerted once each time they begin:
+    every model of the chain cooling down (again after one is free), the gate held longer
+    than ``gate_held_seconds`` (again after it opens).
+    """
+
+    def __init__(
+        self,
+        alerter: Alerter,
+        store: Store,
+        *,
+        model_chain: Sequence[str],
+        gate_held_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.alerter = alerter
+        self._store = store
+        self._chain = tuple(model_chain)
+        self._gate_held_seconds = gate_held_seconds
+        self._clock = clock
+        self._chain_cooling = False
+        self._gate_held_since: float | None = None
+        self._gate_alerted = False
+
+    def daemon_started(self, **fields: Any) -> None:
+        self.alerter.send(AlertEvent.DAEMON_STARTED, "the daemon started", **fields)
+
+    def daemon_stopped(self, **fields: Any) -> None:
+        self.alerter.send(AlertEvent.DAEMON_STOPPED, "the daemon is stopping", **fields)
+
+    async def ticket_finished(self, ticket_id: int, state: TicketState) -> None:
+        event = _TICKET_EVENTS.get(state)
+        if event is None or not self.alerter.wants(event):
+            return
+        title = None
+        with contextlib.suppress(SwarmdError):
+            title = (await self._store.get_ticket(ticket_id)).title
+        named = f"ticket {ticket_id}" + (f" ({title})" if title else "")
+        self.alerter.send(
+            event, f"{named} {state.value}", ticket=ticket_id, title=title, state=state.value
+        )
+
+    def task_dead(self, ticket_id: int, ref: str, error: str | None) -> None:
+        self.alerter.send(
+            AlertEvent.TASK_DEAD,
+            f"task {ref} is dead: " + (error or "its attempts are exhausted"),
+            ticket=ticket_id,
+            task=ref,
+            error=error,
+        )
+
+    def heartbeat(self, snapshot: Mapping[str, Any], models: Mapping[str, Any]) -> None:
+        self._watch_models(models)
+        self._watch_gate(snapshot.get("gate") or {})
+
+    def _watch_models(self, models: Mapping[str, Any]) -> None:
+        statuses = [models.get(model) or {} for model in self._chain]
+        cooling = bool(statuses) and all(s.get("cooling_until") is not None for s in statuses)
+        if cooling and not self._chain_cooling:
+            shown = [
+                {
+                    "model": model,
+                    "reason": status.get("cooling_reason"),
+                    "until": _iso(status.get("cooling_until")),
+                }
+                for model, status in zip(self._chain, statuses, strict=True)
+            ]
+            self.alerter.send(
+                AlertEvent.MODELS_COOLING,
+                "every model of the chain is cooling down: "
+                + ", ".join(f"{m['model']} ({m['reason'] or 'errors'})" for m in shown),
+                models=shown,
+            )
+        self._chain_cooling = cooling
+
+    def _watch_gate(self, gate: Mapping[str, Any]) -> None:
+        if gate.get("allowed", True):
+            self._gate_held_since = None
+            self._gate_alerted = False
+            return
+        now = self._clock()
+        if self._gate_held_since is None:
+            self._gate_held_since = now
+        held = now - self._gate_held_since
+        if held >= self._gate_held_seconds and not self._gate_alerted:
+            self._gate_alerted = True
+            reason = gate.get("reason") or "unknown"
+            self.alerter.send(
+                AlertEvent.GATE_HELD,
+                f"the spawn gate has held for {held / 60:.0f} min: {reason}",
+                reason=reason,
+                held_minutes=round(held / 60, 1),
+            )
+
+
+def _iso(stamp: Any) -> str | None:
+    if not isinstance(stamp, int | float):
+        return None
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
