@@ -29,6 +29,7 @@ from swarmd.daemon.permits import PermitService
 from swarmd.daemon.providers import grantable_env, llm_job_settings, provider_config
 from swarmd.daemon.repo_tasks import RepoTasks
 from swarmd.daemon.repos import RepoWork
+from swarmd.daemon.retention import Pruner, RetentionPolicy, run_retention
 from swarmd.daemon.supervisor import Supervisor, SupervisorConfig
 from swarmd.errors import ConfigError, EnvironmentProblem, StoreError, SwarmdError
 from swarmd.git.registry import load_repo_registry
@@ -219,6 +220,7 @@ async def _serve_locked(
             serving(spawner),
             metrics_exporter(settings, store, gate_holds, stop),
             watching_agents(agents, reload_agents, stop),
+            pruning(settings, store, stop, enabled=only_ticket is None),
         ):
             await repos.reconcile()
             await deliveries.reconcile()
@@ -344,6 +346,25 @@ def stop_when_failed(task: asyncio.Task[None], stop: asyncio.Event) -> None:
         return
     log.error("side_task_failed", task=task.get_name(), exc_info=task.exception())
     stop.set()
+
+
+@contextlib.asynccontextmanager
+async def pruning(
+    settings: Settings, store: Store, stop: asyncio.Event, *, enabled: bool
+) -> AsyncIterator[None]:
+    """Run retention (``swarmd.daemon.retention``) once a day as the side task ``retention``
+    while the block runs; not for ``run-ticket``'s in-process daemon."""
+    if not enabled:
+        yield
+        return
+    pruner = Pruner(store, settings.layout, RetentionPolicy.from_settings(settings))
+    runner = asyncio.create_task(run_retention(pruner), name="retention")
+    runner.add_done_callback(lambda task: stop_when_failed(task, stop))
+    try:
+        yield
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
 
 
 def watched_agent_registry(path: Path) -> AgentRegistryFile:
