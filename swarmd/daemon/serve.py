@@ -21,7 +21,7 @@ from swarmd.agents.registry import AgentLookup, AgentRegistry
 from swarmd.agents.registry_file import AgentRegistryFile
 from swarmd.config import OFFLINE_MODEL, Settings
 from swarmd.daemon.delivery_queue import DeliveryQueue
-from swarmd.daemon.gate import GateDecision, HostProbe, SpawnGate
+from swarmd.daemon.gate import GateDecision, HostProbe, SpawnGate, disk_free_probe
 from swarmd.daemon.metrics.collector import GateHoldCounter, MetricsCollector
 from swarmd.daemon.metrics.exporter import MetricsExporter
 from swarmd.daemon.notify import SystemdNotifier, watchdog_interval
@@ -184,6 +184,9 @@ async def _serve_locked(
         min_free_memory_mb=settings.min_free_memory_mb,
         max_load=settings.effective_max_load,
         settle_seconds=settings.spawn_settle_seconds,
+        min_free_disk_mb=settings.min_free_disk_mb,
+        disk_free_bytes=disk_free_probe(settings.home),
+        disk_path=settings.home,
     )
     memory_limit = settings.worker_memory_limit_mb
     gate_holds = GateHoldCounter()
