@@ -25,7 +25,9 @@ from swarmd.store.backup import BackupResult, RestoreResult
 from swarmd.tickets import load_ticket_file
 
 if TYPE_CHECKING:
+    from swarmd.cli.prune_view import PruneOutcome
     from swarmd.git.binding import RepoBinding
+    from swarmd.store.retention import PrunedFiles
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,7 @@ class TicketView:
     attempts: dict[int, list[Attempt]]
     outputs: dict[str, Path]
     failures: dict[str, TaskFailure]  # by task name: each failed or dead task's last failure
+    pruned: PrunedFiles | None = None  # what retention removed of its files
 
 
 def check_agents(spec: TicketSpec, registry: AgentRegistry) -> None:
@@ -305,12 +308,14 @@ async def show_ticket(settings: Settings, ticket_id: int) -> TicketView:
         ticket = await store.get_ticket(ticket_id)
         tasks = await store.list_tasks(ticket_id)
         attempts = {task.id: await store.list_attempts(task.id) for task in tasks}
+        pruned = await store.pruned_files(ticket_id)
     return TicketView(
         ticket,
         tasks,
         attempts,
         find_outputs(layout, ticket_id, tasks),
         task_failures(layout, ticket_id, tasks, attempts),
+        pruned,
     )
 
 
@@ -335,3 +340,36 @@ async def cancel(settings: Settings, ticket_id: int, task: str | None) -> list[s
 async def retry(settings: Settings, ticket_id: int, task: str | None) -> list[str]:
     async with await open_existing_store(settings, ticket_id) as store:
         return [t.name for t in await store.retry(ticket_id, task)]
+
+
+async def prune(
+    settings: Settings, *, older_than: float | None, dry_run: bool, vacuum: bool
+) -> PruneOutcome:
+    """``swarmd prune``: retention now, as the daemon applies it once a day."""
+    from swarmd.cli.prune_view import PruneOutcome
+    from swarmd.daemon.retention import Pruner, PruneReport, RetentionPolicy
+
+    if not settings.layout.database.exists():
+        return PruneOutcome(PruneReport(dry_run=dry_run), settings.home)  # a new home
+    policy = RetentionPolicy.from_settings(settings)
+    if older_than is not None:
+        policy = policy.files_older_than(older_than)
+    async with await Store.open(settings.layout.database) as store:
+        report = await Pruner(store, settings.layout, policy).prune(dry_run=dry_run)
+        if not vacuum or dry_run:
+            return PruneOutcome(report, settings.home)
+        pid = running_daemon_pid(settings.layout)
+        if pid is not None:
+            who = f" (pid {pid})" if pid > 0 else ""
+            raise DaemonRunningError(
+                f"the files were pruned, but --vacuum needs the daemon{who} on "
+                f"{settings.home} stopped: it rewrites the whole database"
+            )
+        # Holding the home's lock keeps a daemon from starting while the file is rewritten.
+        lock = HomeLock(settings.layout.lock)
+        lock.acquire()
+        try:
+            shrunk = await store.convert_to_incremental()
+        finally:
+            lock.release()
+    return PruneOutcome(report, settings.home, vacuum_bytes=shrunk)

@@ -21,6 +21,7 @@ from rich.text import Text
 from swarmd.cli.failures import TaskFailure, failure_lines
 from swarmd.cli.quoting import printable
 from swarmd.models import Attempt, Task, Ticket
+from swarmd.store.retention import PrunedFiles
 
 ERROR_COLUMN_CHARS = 60
 TITLE_CHARS = 200
@@ -113,6 +114,7 @@ def print_ticket(
     attempts: Mapping[int, Sequence[Attempt]],
     outputs: Mapping[str, Path],
     failures: Mapping[str, TaskFailure],
+    pruned: PrunedFiles | None = None,
 ) -> None:
     heading = Text(f"ticket {ticket.id}", style="bold")
     console.print(heading.append(": ", style="").append(printable(ticket.title, TITLE_CHARS)))
@@ -147,6 +149,9 @@ def print_ticket(
             console.print(Text(line), soft_wrap=True)
     for label, path in outputs.items():
         console.print(Text(f"{printable(label)}: {printable(str(path))}"), soft_wrap=True)
+    if pruned is not None:
+        kinds = ", ".join(kind.replace("_", " ") for kind in pruned.kinds)
+        console.print(Text(f"files pruned: {kinds} (retention, {when(pruned.at)})"))
 
 
 def print_key_values(console: Console, rows: Iterable[tuple[str, Any]]) -> None:
