@@ -245,10 +245,22 @@ class Database:
         consistent state."""
         return await self._run(body, _SNAPSHOT if snapshot else _STATEMENTS, inline=inline)
 
-    async def maintain(self, sql: str) -> list[sqlite3.Row]:
+    async def maintain(self, sql: str) -> None:
         """Run one maintenance statement (``PRAGMA incremental_vacuum``, ``VACUUM``) on the
         store's thread, outside any transaction: it may be slow, and it must not be inline."""
-        return await self._on_thread(lambda txn: txn.fetch(sql), _STATEMENT_WRITE)
+
+        # ``executescript`` steps a statement to its end; ``execute`` steps a statement that
+        # returns no rows only once, and ``incremental_vacuum`` frees one page per step.
+        def run() -> None:
+            self._worker.executescript(sql)
+
+        self._check_open()
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        except sqlite3.Error as exc:
+            if error := as_store_error(self.path, exc):
+                raise error from exc
+            raise
 
     async def write_one(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Run a single write statement, a transaction of its own; being one statement, it
