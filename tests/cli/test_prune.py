@@ -4,6 +4,7 @@ space freed, ``show`` after it, its JSON, and one sentence with exit 2 for a bad
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,23 @@ def test_doctor_warns_before_the_disk_gate_holds(
     assert finding.level is level
     if level is Level.FAIL:
         assert "SWARMD_MIN_FREE_DISK_MB=1024" in finding.detail
+
+
+def test_vacuum_converts_an_older_database_and_shrinks_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    database = home / "swarmd.db"
+    with sqlite3.connect(database) as conn:  # a table before swarmd's: auto_vacuum stays NONE
+        conn.execute("CREATE TABLE padding (x)")
+        conn.executemany("INSERT INTO padding VALUES (?)", [("x" * 3000,)] * 300)
+    with sqlite3.connect(database) as conn:
+        conn.execute("DELETE FROM padding")
+    before = database.stat().st_size
+
+    code, out, _ = run("prune", "--vacuum", env=cli_env(home))
+
+    assert code == 0
+    assert out.splitlines()[0] == "nothing to prune"
+    assert database.stat().st_size < before // 4
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
