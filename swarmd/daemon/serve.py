@@ -189,7 +189,7 @@ async def _serve_locked(
         disk_path=settings.home,
     )
     memory_limit = settings.worker_memory_limit_mb
-    gate_holds = GateHoldCounter()
+    gate_holds = GateHoldCounter(disk=settings.min_free_disk_mb > 0)
     supervisor = Supervisor(
         store,
         gate,

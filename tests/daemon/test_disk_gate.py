@@ -96,3 +96,12 @@ def test_a_disk_that_cannot_be_read_does_not_hold_the_gate() -> None:
 
 def test_the_real_probe_reads_the_file_system_of_a_path(tmp_path: Path) -> None:
     assert disk_free_probe(tmp_path)() > 0
+
+
+def test_the_hold_counter_starts_the_disk_at_zero_only_where_it_is_checked() -> None:
+    from swarmd.daemon.metrics.collector import GateHoldCounter
+
+    assert "disk" not in GateHoldCounter().counts()
+    counter = GateHoldCounter(disk=True)
+    counter.record(GateHold.DISK.value)
+    assert counter.counts() == {"slots": 0, "memory": 0, "disk": 1, "load": 0}
