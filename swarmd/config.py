@@ -55,6 +55,8 @@ MAX_SECONDS = 365 * 24 * 3600.0
 """The longest any duration may be: a year."""
 MAX_MEGABYTES = 2**24
 """16 TiB, in MB: more memory than any host swarmd runs on."""
+MAX_RETENTION_DAYS = 36_500
+"""A hundred years: the longest anything is kept before 0 (for ever) says so plainly."""
 
 _SECRET_FIELDS = frozenset(
     {"openai_api_key", "anthropic_api_key", "minimax_api_key", "webhook_url", "webhook_secret"}
@@ -100,6 +102,7 @@ class Settings(BaseSettings):
     home: Path = Field(default_factory=default_home)
     max_concurrent_workers: int = Field(default=10, ge=1, le=1000)
     min_free_memory_mb: int = Field(default=1024, ge=0, le=MAX_MEGABYTES)
+    min_free_disk_mb: int = Field(default=512, ge=0, le=MAX_MEGABYTES)
     max_load: float | None = Field(default=None, gt=0, le=100_000)
     worker_memory_limit_mb: int | None = Field(default=None, ge=1, le=MAX_MEGABYTES)
     worker_timeout_seconds: float = Field(default=3600.0, gt=0, le=MAX_SECONDS)
@@ -126,6 +129,11 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_max_bytes: int = Field(default=50 * 1024 * 1024, ge=4096, le=2**40)
     log_backups: int = Field(default=3, ge=0, le=1000)
+    retention_workspaces_days: int = Field(default=7, ge=0, le=MAX_RETENTION_DAYS)
+    retention_attempt_logs_days: int = Field(default=30, ge=0, le=MAX_RETENTION_DAYS)
+    retention_archives_days: int = Field(default=30, ge=0, le=MAX_RETENTION_DAYS)
+    retention_deliveries_days: int = Field(default=90, ge=0, le=MAX_RETENTION_DAYS)
+    retention_tickets_days: int = Field(default=365, ge=0, le=MAX_RETENTION_DAYS)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     metrics_textfile: Path | None = None
     notify_command: Annotated[tuple[str, ...], NoDecode] = ()

@@ -73,6 +73,24 @@ class HomeLayout:
     def delivery_archive(self, ticket_id: int) -> Path:
         return self.root / "outputs" / str(ticket_id) / "delivery.tar.gz"
 
+    # -- one ticket's folders, for retention (``swarmd prune``) ---------------------------
+
+    def ticket_workspaces(self, ticket_id: int) -> Path:
+        """The folder of every workspace of one ticket."""
+        return self.root / "work" / str(ticket_id)
+
+    def ticket_attempt_logs(self, ticket_id: int) -> Path:
+        """The folder of every attempt log of one ticket."""
+        return self.root / "logs" / "attempts" / str(ticket_id)
+
+    def ticket_outputs(self, ticket_id: int) -> Path:
+        """The folder of one ticket's task archives and its delivery."""
+        return self.root / "outputs" / str(ticket_id)
+
+    def ticket_worktrees(self, ticket_id: int) -> Path:
+        """The folder of one repository ticket's worktrees: retention never removes it."""
+        return self.root / "worktrees" / str(ticket_id)
+
     def highest_ticket_id_on_disk(self) -> int:
         """The highest ticket id that names a folder of workspaces, outputs or attempt logs."""
         highest = 0

@@ -285,6 +285,7 @@ def show(
             view.outputs,
             view.failures,
             view.repository,
+            view.pruned,
         )
 
 
@@ -499,6 +500,50 @@ def restore(
     print(f"restored {result.check.contents} from {path} into {result.path}")
     if result.moved_aside is not None:
         print(f"the database it replaced is kept as {result.moved_aside}")
+
+
+@app.command(cls=SwarmdCommand)
+def prune(
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            metavar="AGE",
+            help="Remove every kind of file of tickets finished longer ago than AGE "
+            "(7d, 12h, 30m, 0), whatever SWARMD_RETENTION_* says; rows keep their own limit.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would be removed; remove nothing.")
+    ] = False,
+    vacuum: Annotated[
+        bool,
+        typer.Option(
+            "--vacuum",
+            help="Also rewrite the database once so it shrinks (the daemon must be stopped).",
+        ),
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Remove what finished tickets no longer need, as SWARMD_RETENTION_* says; print it."""
+    from swarmd.cli import commands, inputs
+
+    age = checked(lambda: inputs.age("--older-than", older_than))
+    settings = settings_or_exit()
+    usable_home(settings, writing=not dry_run)
+    if not dry_run:
+        setup_cli_logging(settings)
+    outcome = call(lambda: commands.prune(settings, older_than=age, dry_run=dry_run, vacuum=vacuum))
+    if json_output:
+        from swarmd.cli.render import print_json
+
+        print_json(outcome.as_json())
+    else:
+        for line in outcome.lines():
+            print(line)
+    for problem in outcome.problems():
+        say(problem)
+    raise typer.Exit(1 if outcome.problems() else 0)
 
 
 def main() -> None:

@@ -34,7 +34,9 @@ from swarmd.store.backup import BackupResult, RestoreResult
 from swarmd.tickets import load_ticket_file
 
 if TYPE_CHECKING:
+    from swarmd.cli.prune_view import PruneOutcome
     from swarmd.git.binding import RepoBinding
+    from swarmd.store.retention import PrunedFiles
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,7 @@ class TicketView:
     outputs: dict[str, Path]
     failures: dict[str, TaskFailure]  # by task name: each failed or dead task's last failure
     repository: RepositoryView | None = None  # a ticket that works on a repository
+    pruned: PrunedFiles | None = None  # what retention removed of its files
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +375,7 @@ async def show_ticket(settings: Settings, ticket_id: int) -> TicketView:
         attempts = {task.id: await store.list_attempts(task.id) for task in tasks}
         binding = await store.ticket_repo(ticket_id)
         delivery = await store.repo_delivery(ticket_id) if binding else (None, None)
+        pruned = await store.pruned_files(ticket_id)
     return TicketView(
         ticket,
         tasks,
@@ -379,6 +383,7 @@ async def show_ticket(settings: Settings, ticket_id: int) -> TicketView:
         find_outputs(layout, ticket_id, tasks),
         task_failures(layout, ticket_id, tasks, attempts),
         repository_view(layout, ticket, tasks, attempts, binding, delivery),
+        pruned,
     )
 
 
@@ -444,3 +449,36 @@ async def cancel(settings: Settings, ticket_id: int, task: str | None) -> list[s
 async def retry(settings: Settings, ticket_id: int, task: str | None) -> list[str]:
     async with await open_existing_store(settings, ticket_id) as store:
         return [t.name for t in await store.retry(ticket_id, task)]
+
+
+async def prune(
+    settings: Settings, *, older_than: float | None, dry_run: bool, vacuum: bool
+) -> PruneOutcome:
+    """``swarmd prune``: retention now, as the daemon applies it once a day."""
+    from swarmd.cli.prune_view import PruneOutcome
+    from swarmd.daemon.retention import Pruner, PruneReport, RetentionPolicy
+
+    if not settings.layout.database.exists():
+        return PruneOutcome(PruneReport(dry_run=dry_run), settings.home)  # a new home
+    policy = RetentionPolicy.from_settings(settings)
+    if older_than is not None:
+        policy = policy.files_older_than(older_than)
+    async with await Store.open(settings.layout.database) as store:
+        report = await Pruner(store, settings.layout, policy).prune(dry_run=dry_run)
+        if not vacuum or dry_run:
+            return PruneOutcome(report, settings.home)
+        pid = running_daemon_pid(settings.layout)
+        if pid is not None:
+            who = f" (pid {pid})" if pid > 0 else ""
+            raise DaemonRunningError(
+                f"the files were pruned, but --vacuum needs the daemon{who} on "
+                f"{settings.home} stopped: it rewrites the whole database"
+            )
+        # Holding the home's lock keeps a daemon from starting while the file is rewritten.
+        lock = HomeLock(settings.layout.lock)
+        lock.acquire()
+        try:
+            shrunk = await store.convert_to_incremental()
+        finally:
+            lock.release()
+    return PruneOutcome(report, settings.home, vacuum_bytes=shrunk)

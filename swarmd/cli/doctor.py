@@ -87,7 +87,7 @@ async def diagnose(
         Finding("settings", Level.OK, f"loaded; home {settings.home}"),
         *unknown,
         check_home(settings.home),
-        check_disk(settings.home, options.disk_usage),
+        check_disk(settings.home, options.disk_usage, settings.min_free_disk_mb),
         database,
         check_agents(settings),
     ]
@@ -166,10 +166,14 @@ def check_home(home: Path) -> Finding:
     return Finding("home", Level.OK, f"{home}, mode {stat.S_IMODE(mode):o}, writable")
 
 
-def check_disk(home: Path, disk_usage: DiskUsage) -> Finding:
+def check_disk(home: Path, disk_usage: DiskUsage, min_free_disk_mb: int = 0) -> Finding:
+    """Fail when the database cannot grow, or when the gate holds spawns already
+    (``SWARMD_MIN_FREE_DISK_MB``); warn below 1 GiB, or below twice the gate's limit."""
     where = _existing_ancestor(home)
     free = disk_usage(where)[2]
     shown = format_size(free)
+    gate_bytes = min_free_disk_mb * 2**20
+    gate = f"SWARMD_MIN_FREE_DISK_MB={min_free_disk_mb}"
     if free < DISK_FAIL_BYTES:
         return Finding(
             "disk",
@@ -177,13 +181,21 @@ def check_disk(home: Path, disk_usage: DiskUsage) -> Finding:
             f"{shown} free on the file system of {where}",
             "free space now: the database and workspaces cannot grow",
         )
-    if free < DISK_WARN_BYTES:
+    if free < gate_bytes:
         return Finding(
             "disk",
-            Level.WARN,
-            f"{shown} free on the file system of {where}",
-            "free some space; below 100 MiB the database cannot grow",
+            Level.FAIL,
+            f"{shown} free on the file system of {where}, below {gate}: no worker starts",
+            "free space now: `swarmd prune --dry-run` shows what retention would remove",
         )
+    if free < max(DISK_WARN_BYTES, 2 * gate_bytes):
+        advice = "free some space; below 100 MiB the database cannot grow"
+        if gate_bytes:
+            advice = (
+                f"free some space (`swarmd prune --dry-run` shows what retention would "
+                f"remove); below {gate} no worker starts"
+            )
+        return Finding("disk", Level.WARN, f"{shown} free on the file system of {where}", advice)
     return Finding("disk", Level.OK, f"{shown} free on the file system of {where}")
 
 

@@ -79,3 +79,25 @@ def seconds(option: str, value: float | None) -> float | None:
             + (" (leave it out to wait without a limit)" if math.isinf(value) else "")
         )
     return value
+
+
+_AGE = re.compile(r"([0-9]{1,9})([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_AGE_SECONDS = 100 * 365 * 86400
+
+
+def age(option: str, text: str | None) -> float | None:
+    """An age such as ``7d``, ``12h``, ``30m``, ``90s``, ``2w``, or ``0`` (everything); in
+    seconds, at most a hundred years. None when not given."""
+    if text is None:
+        return None
+    if text == "0":
+        return 0.0
+    match = _AGE.fullmatch(text)
+    seconds = int(match[1]) * _UNIT_SECONDS[match[2]] if match else None
+    if seconds is None or seconds > MAX_AGE_SECONDS:
+        raise InputError(
+            f"{option} must be a whole number and a unit (s, m, h, d or w) up to 100 years, "
+            f"like 7d or 12h, or 0 for everything finished; not {literal(text, _SHOWN_INPUT)}"
+        )
+    return float(seconds)

@@ -21,6 +21,7 @@ from rich.text import Text
 from swarmd.cli.failures import TaskFailure, failure_lines
 from swarmd.cli.quoting import printable
 from swarmd.models import Attempt, Task, Ticket
+from swarmd.store.retention import PrunedFiles
 
 if TYPE_CHECKING:
     from swarmd.cli.commands import RepositoryView
@@ -117,6 +118,7 @@ def print_ticket(
     outputs: Mapping[str, Path],
     failures: Mapping[str, TaskFailure],
     repository: RepositoryView | None = None,
+    pruned: PrunedFiles | None = None,
 ) -> None:
     heading = Text(f"ticket {ticket.id}", style="bold")
     console.print(heading.append(": ", style="").append(printable(ticket.title, TITLE_CHARS)))
@@ -153,6 +155,9 @@ def print_ticket(
         console.print(Text(f"{printable(label)}: {printable(str(path))}"), soft_wrap=True)
     if repository is not None:
         print_repository(console, repository)
+    if pruned is not None:
+        kinds = ", ".join(kind.replace("_", " ") for kind in pruned.kinds)
+        console.print(Text(f"files pruned: {kinds} (retention, {when(pruned.at)})"))
 
 
 def print_repository(console: Console, repository: RepositoryView) -> None:

@@ -1,4 +1,4 @@
-"""Can we spawn a worker now? Slots, available memory and load, read through a probe.
+"""Can we spawn a worker now? Slots, available memory, free disk and load, read through probes.
 
 The gate never fails work: it only says "not yet" and why. The supervisor asks before each
 spawn, logs a hold once when it starts and once when it ends (``hold_changed``), and shows
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,6 +30,7 @@ class GateHold(enum.StrEnum):
 
     SLOTS = "slots"
     MEMORY = "memory"
+    DISK = "disk"
     LOAD = "load"
 
 
@@ -40,6 +42,7 @@ class GateReading:
     available_memory_mb: float
     load_1m: float
     running: int
+    free_disk_mb: float | None = None  # None: not checked
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,15 @@ class HostProbe:
             return None
         headrooms = [cgroup.files.headroom(level) for level in cgroup.levels()]
         return min((h for h in headrooms if h is not None), default=None)
+
+
+def disk_free_probe(path: Path) -> Callable[[], int]:
+    """Free bytes, for an unprivileged user, of the file system holding ``path``."""
+
+    def free_bytes() -> int:
+        return shutil.disk_usage(path).free
+
+    return free_bytes
 
 
 def _psutil_available_bytes() -> int:
@@ -211,8 +223,16 @@ class SpawnGate:
         settle_seconds: float = 1.0,
         reserve_mb_per_new_worker: float = 64,
         clock: Callable[[], float] = time.monotonic,
+        min_free_disk_mb: int = 0,
+        disk_free_bytes: Callable[[], int] | None = None,
+        disk_path: Path | None = None,
     ) -> None:
+        """``disk_free_bytes`` reads the free space of the file system holding the home
+        (``disk_free_probe(home)``); with ``min_free_disk_mb`` at 0 it is never read."""
         self._probe = probe
+        self._min_free_disk_mb = min_free_disk_mb
+        self._disk_free_bytes = disk_free_bytes
+        self._disk_path = disk_path
         self._max_workers = max_workers
         self._min_free_memory_mb = min_free_memory_mb
         self._max_load = max_load
@@ -242,6 +262,9 @@ class SpawnGate:
         memory_reason = self._memory_shortfall(reading.available_memory_mb)
         if memory_reason is not None:
             return GateDecision(False, memory_reason, GateHold.MEMORY, reading)
+        disk_reason = self._disk_shortfall(reading.free_disk_mb)
+        if disk_reason is not None:
+            return GateDecision(False, disk_reason, GateHold.DISK, reading)
         if reading.load_1m > self._max_load:
             reason = (
                 f"1-minute load average {reading.load_1m:.2f} is above "
@@ -253,7 +276,22 @@ class SpawnGate:
     def read(self, running: int) -> GateReading:
         """What the probe says now (for ``swarmd status`` too)."""
         available_mb = self._probe.available_memory_bytes() / MB
-        return GateReading(available_mb, self._probe.load_1m(), running)
+        disk_mb = None
+        if self._min_free_disk_mb > 0 and self._disk_free_bytes is not None:
+            try:
+                disk_mb = self._disk_free_bytes() / MB
+            except OSError:
+                disk_mb = None  # a home that vanished fails its writes, not the gate
+        return GateReading(available_mb, self._probe.load_1m(), running, disk_mb)
+
+    def _disk_shortfall(self, free_mb: float | None) -> str | None:
+        if free_mb is None or free_mb >= self._min_free_disk_mb:
+            return None
+        where = f" on the file system of {self._disk_path}" if self._disk_path else ""
+        return (
+            f"free disk space {free_mb:.0f} MB{where} is below "
+            f"SWARMD_MIN_FREE_DISK_MB={self._min_free_disk_mb}"
+        )
 
     def _memory_shortfall(self, available_mb: float) -> str | None:
         if self._min_free_memory_mb <= 0:

@@ -22,7 +22,7 @@ from swarmd.agents.registry_file import AgentRegistryFile
 from swarmd.config import OFFLINE_MODEL, Settings
 from swarmd.daemon.alerts import Alerter, AlertWatch, build_alerter
 from swarmd.daemon.delivery_queue import DeliveryQueue
-from swarmd.daemon.gate import GateDecision, HostProbe, SpawnGate
+from swarmd.daemon.gate import GateDecision, HostProbe, SpawnGate, disk_free_probe
 from swarmd.daemon.metrics.collector import GateHoldCounter, MetricsCollector
 from swarmd.daemon.metrics.exporter import MetricsExporter
 from swarmd.daemon.notify import SystemdNotifier, watchdog_interval
@@ -30,6 +30,7 @@ from swarmd.daemon.permits import PermitService
 from swarmd.daemon.providers import grantable_env, llm_job_settings, provider_config
 from swarmd.daemon.repo_tasks import RepoTasks
 from swarmd.daemon.repos import RepoWork
+from swarmd.daemon.retention import Pruner, RetentionPolicy, run_retention
 from swarmd.daemon.supervisor import Supervisor, SupervisorConfig
 from swarmd.errors import ConfigError, EnvironmentProblem, StoreError, SwarmdError
 from swarmd.git.registry import load_repo_registry
@@ -201,9 +202,12 @@ async def _serve_locked(
         min_free_memory_mb=settings.min_free_memory_mb,
         max_load=settings.effective_max_load,
         settle_seconds=settings.spawn_settle_seconds,
+        min_free_disk_mb=settings.min_free_disk_mb,
+        disk_free_bytes=disk_free_probe(settings.home),
+        disk_path=settings.home,
     )
     memory_limit = settings.worker_memory_limit_mb
-    gate_holds = GateHoldCounter()
+    gate_holds = GateHoldCounter(disk=settings.min_free_disk_mb > 0)
     alerts = AlertWatch(
         build_alerter(settings, base_env),
         store,
@@ -248,6 +252,7 @@ async def _serve_locked(
             alerts.alerter.running(
                 lambda task: stop_when_failed(task, stop), grace=settings.notify_timeout_seconds
             ),
+            pruning(settings, store, stop, enabled=only_ticket is None),
         ):
             await repos.reconcile()
             await deliveries.reconcile()
@@ -373,6 +378,25 @@ def stop_when_failed(task: asyncio.Task[None], stop: asyncio.Event) -> None:
         return
     log.error("side_task_failed", task=task.get_name(), exc_info=task.exception())
     stop.set()
+
+
+@contextlib.asynccontextmanager
+async def pruning(
+    settings: Settings, store: Store, stop: asyncio.Event, *, enabled: bool
+) -> AsyncIterator[None]:
+    """Run retention (``swarmd.daemon.retention``) once a day as the side task ``retention``
+    while the block runs; not for ``run-ticket``'s in-process daemon."""
+    if not enabled:
+        yield
+        return
+    pruner = Pruner(store, settings.layout, RetentionPolicy.from_settings(settings))
+    runner = asyncio.create_task(run_retention(pruner), name="retention")
+    runner.add_done_callback(lambda task: stop_when_failed(task, stop))
+    try:
+        yield
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
 
 
 def watched_agent_registry(path: Path) -> AgentRegistryFile:

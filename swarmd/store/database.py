@@ -245,6 +245,23 @@ class Database:
         consistent state."""
         return await self._run(body, _SNAPSHOT if snapshot else _STATEMENTS, inline=inline)
 
+    async def maintain(self, sql: str) -> None:
+        """Run one maintenance statement (``PRAGMA incremental_vacuum``, ``VACUUM``) on the
+        store's thread, outside any transaction: it may be slow, and it must not be inline."""
+
+        # ``executescript`` steps a statement to its end; ``execute`` steps a statement that
+        # returns no rows only once, and ``incremental_vacuum`` frees one page per step.
+        def run() -> None:
+            self._worker.executescript(sql)
+
+        self._check_open()
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        except sqlite3.Error as exc:
+            if error := as_store_error(self.path, exc):
+                raise error from exc
+            raise
+
     async def write_one(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """Run a single write statement, a transaction of its own; being one statement, it
         runs inline when the write lock is free."""
@@ -304,6 +321,11 @@ def _open_connections(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connectio
     opened: list[sqlite3.Connection] = []
     try:
         worker = _connect(path, busy_timeout_ms=BUSY_TIMEOUT_MS, opened=opened)
+        if _user_version(worker) == 0:
+            # Only a file with no table yet (and before WAL writes its header) takes this
+            # mode: pages freed by pruning are then given back to the file system in steps
+            # (``swarmd.store.retention``). On a file that has tables it changes nothing.
+            worker.execute("PRAGMA auto_vacuum = INCREMENTAL")
         _enable_wal(worker)
         migrate(worker, path)
         inline = _connect(path, busy_timeout_ms=0, opened=opened)

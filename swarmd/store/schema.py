@@ -181,6 +181,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         WHERE finished_at IS NOT NULL AND delivered_at IS NULL
         """,
     ),
+    # 4: retention. Which kinds of a finished ticket's files were pruned, and when, so that
+    # `swarmd show` can say the files are gone on purpose; and the finished tickets by the
+    # time they finished, which is what every retention limit counts from.
+    (
+        """
+        CREATE TABLE ticket_prunes (
+            ticket_id INTEGER PRIMARY KEY REFERENCES tickets (id) ON DELETE CASCADE,
+            kinds     TEXT    NOT NULL,
+            at        REAL    NOT NULL
+        )
+        """,
+        "CREATE INDEX tickets_by_finish ON tickets (finished_at) WHERE finished_at IS NOT NULL",
+    ),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -34,6 +34,7 @@ from swarmd.store import queries
 from swarmd.store.backoff import retry_delay
 from swarmd.store.database import Database, Transaction
 from swarmd.store.repo_records import RepoRecords
+from swarmd.store.retention import RetentionRecords
 from swarmd.store.rows import attempt_id_of, dump_json, new_token, task_from_row
 from swarmd.store.ticket_writes import TicketWrites
 from swarmd.store.transitions import (
@@ -55,7 +56,7 @@ class _CurrentAttempt:
     ticket_busy: bool  # the ticket has unfinished tasks besides this one
 
 
-class Store(TicketWrites, RepoRecords):
+class Store(TicketWrites, RepoRecords, RetentionRecords):
     """The durable queue of tickets and tasks in one SQLite file."""
 
     def __init__(

@@ -34,8 +34,11 @@ _PAGE = 500
 class GateHoldCounter:
     """How many times the spawn gate closed, by the limit that closed it."""
 
-    def __init__(self) -> None:
-        self._counts: Counter[str] = Counter({hold.value: 0 for hold in GateHold})
+    def __init__(self, *, disk: bool = False) -> None:
+        """Every limit starts at zero; the disk's only where the daemon checks the disk
+        (``SWARMD_MIN_FREE_DISK_MB`` above 0)."""
+        limits = [hold for hold in GateHold if disk or hold is not GateHold.DISK]
+        self._counts: Counter[str] = Counter({hold.value: 0 for hold in limits})
 
     def record(self, limit: str) -> None:
         self._counts[limit] += 1
