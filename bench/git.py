@@ -101,6 +101,11 @@ def bench_worktrees(
         clone_s.append(time.perf_counter() - started)
         clone_disk.append(disk_bytes(clone))
     metadata = (disk_bytes(repo / ".git") - git_dir_before) / rounds
+    # The measured worktrees are the bench's own: gone before the swarm counts leftovers.
+    for n in range(rounds):
+        path = layout.worktree(1, f"t{n}")
+        git(repo, "worktree", "remove", "--force", str(path), home=home)
+        git(repo, "branch", "--quiet", "-D", binding.task_branch(1, f"t{n}"), home=home)
     return {
         "worktree_seconds": spread(worktree_s),
         "clone_local_seconds": spread(clone_s),
@@ -158,6 +163,8 @@ def bench_swarm(root: Path, repo: Path, rounds: int, home: Path) -> dict[str, ob
         repo, "for-each-ref", "--format=%(refname:short)", "refs/heads/swarmd/tasks", home=home
     )
     worktrees = git(repo, "worktree", "list", "--porcelain", home=home).count("worktree ") - 1
+    log = Path(env["SWARMD_HOME"]) / "logs" / "swarmd.jsonl"
+    events = [json.loads(line).get("event") for line in log.read_text().splitlines() if line]
     return {
         "rounds": rounds,
         "tasks_per_round": 32,
@@ -165,6 +172,9 @@ def bench_swarm(root: Path, repo: Path, rounds: int, home: Path) -> dict[str, ob
         "failed_rounds": failures,
         "leftover_task_branches": len(branches.split()),
         "leftover_worktrees": worktrees,
+        # Why a worktree stayed, when one did: the daemon says so in its log.
+        "worktrees_kept_events": events.count("worktree_kept"),
+        "delivery_failures": events.count("delivery_failed"),
     }
 
 

@@ -289,11 +289,9 @@ def show(
         )
 
 
-@app.command(cls=SwarmdCommand)
-def cancel(
-    ref: Annotated[str, typer.Argument(metavar="TICKET", help="A ticket id, or TICKET.TASK.")],
-) -> None:
-    """Cancel a ticket or one task; running workers are stopped."""
+def settings_for_change(ref: str) -> tuple[Settings, int, str | None]:
+    """What cancel and retry need: the ticket (and task) named, on a home and database that
+    exist, with logging set up."""
     from swarmd.cli import commands, inputs
 
     ticket_id, task = checked(lambda: inputs.ticket_ref(ref))
@@ -301,6 +299,17 @@ def cancel(
     usable_home(settings, writing=True)
     checked(lambda: commands.require_database(settings, ticket_id))
     setup_cli_logging(settings)
+    return settings, ticket_id, task
+
+
+@app.command(cls=SwarmdCommand)
+def cancel(
+    ref: Annotated[str, typer.Argument(metavar="TICKET", help="A ticket id, or TICKET.TASK.")],
+) -> None:
+    """Cancel a ticket or one task; running workers are stopped."""
+    from swarmd.cli import commands
+
+    settings, ticket_id, task = settings_for_change(ref)
     names = call(lambda: commands.cancel(settings, ticket_id, task))
     print(f"cancelled {len(names)} task(s): {', '.join(names)}")
 
@@ -310,13 +319,9 @@ def retry(
     ref: Annotated[str, typer.Argument(metavar="TICKET", help="A ticket id, or TICKET.TASK.")],
 ) -> None:
     """Retry the dead, failed, cancelled or skipped tasks of a ticket, or one task."""
-    from swarmd.cli import commands, inputs
+    from swarmd.cli import commands
 
-    ticket_id, task = checked(lambda: inputs.ticket_ref(ref))
-    settings = settings_or_exit()
-    usable_home(settings, writing=True)
-    checked(lambda: commands.require_database(settings, ticket_id))
-    setup_cli_logging(settings)
+    settings, ticket_id, task = settings_for_change(ref)
     names = call(lambda: commands.retry(settings, ticket_id, task))
     print(f"retrying {len(names)} task(s): {', '.join(names)}")
 
