@@ -18,20 +18,14 @@ Every invalid value is a ``ConfigError`` with one sentence naming the variable t
 
 from __future__ import annotations
 
-import difflib
-import ipaddress
 import json
 import os
 import re
 import shlex
 import stat
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
-from dotenv import dotenv_values
 from pydantic import (
     AliasChoices,
     Field,
@@ -41,6 +35,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
+from swarmd.addresses import check_base_url, check_webhook_url, normalise_ollama_host
 from swarmd.errors import ConfigError
 from swarmd.home import HomeLayout
 from swarmd.models import AlertEvent
@@ -49,7 +44,6 @@ from swarmd.text import plain_or_quoted, quote, unsafe_in_line
 OFFLINE_MODEL = "echo/echo"
 ENV_FILE = ".env"
 MAX_ENV_FILE_BYTES = 2**20
-OLLAMA_PORT = 11434
 
 MAX_SECONDS = 365 * 24 * 3600.0
 """The longest any duration may be: a year."""
@@ -61,7 +55,6 @@ MAX_RETENTION_DAYS = 36_500
 _SECRET_FIELDS = frozenset(
     {"openai_api_key", "anthropic_api_key", "minimax_api_key", "webhook_url", "webhook_secret"}
 )
-_HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 ENV_PREFIX = "SWARMD_"
 
 
@@ -445,108 +438,6 @@ def check_env_file(path: Path) -> None:
         ) from exc
 
 
-def check_base_url(value: str) -> str:
-    """``value`` if it is an http(s) URL with a host and a valid port; else ``ValueError``."""
-    shown = _shown_url(value)
-    if unsafe_in_line(value) is not None or " " in value:
-        raise ValueError(f"{shown} must be a URL without spaces or control characters")
-    try:
-        parts = urlsplit(value)
-    except ValueError:  # an unclosed [
-        raise ValueError(f"{shown} is not a valid URL") from None
-    try:
-        port = parts.port
-    except ValueError:  # not a number, or past 65535
-        raise ValueError(f"{shown} has no valid port (1-65535)") from None
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{shown} must be an http:// or https:// URL")
-    if not parts.hostname:
-        raise ValueError(f"{shown} names no host")
-    if port == 0 or (parts.netloc.endswith(":") and port is None):
-        raise ValueError(f"{shown} has no valid port (1-65535)")
-    if parts.query or parts.fragment:
-        raise ValueError(f"{shown} must not have a query or a fragment")
-    return value
-
-
-def check_webhook_url(value: str) -> str:
-    """``value`` if it is an http(s) URL with a host and a valid port; else ``ValueError``.
-
-    Like a base URL, but it may carry a query, and only its scheme and host are ever quoted
-    back: a webhook's path and query often hold its token.
-    """
-    if unsafe_in_line(value) is not None or " " in value:
-        raise ValueError("must be a URL without spaces or control characters")
-    try:
-        parts = urlsplit(value)
-    except ValueError:  # an unclosed [
-        raise ValueError("is not a valid URL") from None
-    if parts.fragment:
-        raise ValueError("must not have a fragment")
-    check_base_url(urlunsplit((parts.scheme, parts.netloc, "", "", "")))
-    return value
-
-
-def normalise_ollama_host(value: str) -> str:
-    """``OLLAMA_HOST`` as the URL Ollama itself makes of it, or ``ValueError``.
-
-    Like Ollama: surrounding quotes and spaces go; no scheme means http and port 11434; an
-    http:// or https:// URL without a port means its scheme's port; a bare IPv6 address
-    (``::1``) needs no brackets. Unlike Ollama, a port that is not 1-65535 is refused rather
-    than silently replaced. The URL keeps the scheme's own port implicit, as
-    ``swarmd.llm.providers.ollama_base_url`` expects.
-    """
-    raw = value.strip().strip("\"'")
-    if unsafe_in_line(raw) is not None or " " in raw or not raw:
-        raise ValueError(f"{_shown_url(value)} must be a host or URL without spaces")
-    scheme, has_scheme, rest = raw.partition("://")
-    if not has_scheme:
-        scheme, rest = "http", raw
-    elif scheme not in ("http", "https"):
-        raise ValueError(f"{_shown_url(value)} must be host[:port] or an http:// or https:// URL")
-    hostport, _, path = rest.partition("/")
-    if "@" in hostport:  # Ollama takes no user or password here
-        raise ValueError(f"{_shown_url(value)} must be host[:port], without a user or password")
-    host, port = _split_host_port(hostport, value)
-    if port is None and not has_scheme:
-        port = OLLAMA_PORT
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None:
-        netloc += f":{port}"
-    return f"{scheme}://{netloc}" + (f"/{path.rstrip('/')}" if path.rstrip("/") else "")
-
-
-def _split_host_port(hostport: str, value: str) -> tuple[str, int | None]:
-    """Host and port, as Go's net.SplitHostPort and Ollama's fallback read them."""
-    if hostport.startswith("["):
-        host, closed, after = hostport[1:].partition("]")
-        if not closed or (after and not after.startswith(":")):
-            raise ValueError(f"{_shown_url(value)} has an unclosed or misplaced [")
-        port_text: str | None = after[1:] if after else None
-    elif hostport.count(":") == 1:
-        host, _, port_text = hostport.partition(":")
-    else:
-        host, port_text = hostport, None  # a name, or a bare IPv6 address
-    if ":" in host:
-        try:
-            ipaddress.IPv6Address(host.partition("%")[0])
-        except ValueError:
-            raise ValueError(f"{_shown_url(value)} has an invalid IPv6 address") from None
-    elif host and not _HOSTNAME.fullmatch(host):
-        raise ValueError(f"{_shown_url(value)} has an invalid host name")
-    port = None
-    if port_text is not None:
-        if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-            raise ValueError(f"{_shown_url(value)} has an invalid port {quote(port_text, 20)}")
-        port = int(port_text)
-    return host or "127.0.0.1", port
-
-
-def _shown_url(value: str) -> str:
-    """``value`` quoted for a message, a password in it (``//user:pass@``) masked."""
-    return quote(re.sub(r"//[^/@]*@", "//****@", value))
-
-
 def _is_plain_name(text: str) -> bool:
     text = text.strip()
     return bool(text) and unsafe_in_line(text) is None and " " not in text and len(text) <= 200
@@ -557,74 +448,3 @@ def _shown_env_file() -> str:
         return plain_or_quoted(os.path.abspath(ENV_FILE), 1024)
     except OSError:  # the current directory was removed
         return ENV_FILE
-
-
-# -- variables that name no setting ---------------------------------------------------------
-
-VARIABLES_SET_FOR_AGENTS = frozenset({"SWARMD_TICKET", "SWARMD_TASK"})
-"""What swarmd sets in a command agent's environment: not settings, but not mistakes either."""
-
-
-@dataclass(frozen=True, slots=True)
-class UnknownVariable:
-    """A ``SWARMD_*`` variable that no setting reads, where it was set, and the likely intent."""
-
-    name: str
-    source: str  # "the environment", or the .env file's path
-    suggestion: str | None  # the closest valid name, if any is close
-
-    def describe(self) -> str:
-        hint = f"did you mean {self.suggestion}?" if self.suggestion else "it is not a setting"
-        return f"{self.name} (in {self.source}) is ignored: {hint}"
-
-
-def setting_variables() -> dict[str, str]:
-    """Each setting's field name and the variable that sets it, in declaration order."""
-    return {field: variable_name(field) for field in Settings.model_fields}
-
-
-def unknown_variables(
-    environ: Mapping[str, str], env_file: Path | None = None
-) -> list[UnknownVariable]:
-    """Every ``SWARMD_*`` variable of ``environ`` and of the ``.env`` file (read from the
-    current directory, as the settings read it) that no setting reads.
-
-    Settings match their variables whatever the case, so ``swarmd_max_load`` is a setting
-    and ``SWARMD_MAX_LOAD_AVG`` is not.
-    """
-    known = {name.upper() for name in setting_variables().values()}
-    found: dict[tuple[str, str], None] = {}
-    sources: list[tuple[str, Iterable[str]]] = [("the environment", environ)]
-    dotenv = _dotenv_names(env_file)
-    if dotenv is not None:
-        sources.append(dotenv)
-    for source, names in sources:
-        for name in names:
-            upper = name.upper()
-            if upper.startswith(ENV_PREFIX) and upper not in known | VARIABLES_SET_FOR_AGENTS:
-                found[(name, source)] = None
-    return [UnknownVariable(name, source, _closest(name.upper(), known)) for name, source in found]
-
-
-def _dotenv_names(env_file: Path | None) -> tuple[str, Iterable[str]] | None:
-    if env_file is None:
-        configured = Settings.model_config.get("env_file")
-        if not isinstance(configured, str | os.PathLike):
-            return None
-        env_file = Path(configured)
-    path = env_file.expanduser()
-    # A FIFO is read by the settings themselves; reading it here first would empty it.
-    if not path.is_file():
-        return None
-    try:
-        values = dotenv_values(path, encoding=Settings.model_config.get("env_file_encoding"))
-    except (OSError, UnicodeDecodeError):
-        return None  # the settings report an unreadable .env themselves
-    return str(path), list(values)
-
-
-def _closest(name: str, known: Iterable[str]) -> str | None:
-    # Compared without the prefix they all share, which would make every name look close.
-    stems = {variable.removeprefix(ENV_PREFIX): variable for variable in sorted(known)}
-    matches = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), stems, n=1, cutoff=0.6)
-    return stems[matches[0]] if matches else None

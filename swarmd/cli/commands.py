@@ -262,8 +262,8 @@ async def describe_outcome(settings: Settings, ticket_id: int) -> list[str]:
 def log_unknown_variables() -> list[str]:
     """Log each ``SWARMD_*`` variable no setting reads (environment and ./.env) as
     ``unknown_setting``, and return a sentence for each."""
-    from swarmd.config import unknown_variables
     from swarmd.logs import get_logger
+    from swarmd.unknown_settings import unknown_variables
 
     log = get_logger("swarmd.cli")
     found = unknown_variables(os.environ)

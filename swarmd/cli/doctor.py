@@ -26,12 +26,13 @@ from rich.text import Text
 
 from swarmd.cli.home_check import require_usable_home
 from swarmd.cli.quoting import printable
-from swarmd.config import OFFLINE_MODEL, Settings, unknown_variables
+from swarmd.config import OFFLINE_MODEL, Settings
 from swarmd.errors import EnvironmentProblem, SwarmdError
 from swarmd.home import HomeLayout
 from swarmd.llm.providers import Endpoint, HTTPProvider, ProviderConfig
 from swarmd.llm.router import build_providers
 from swarmd.outputs.paths import format_size
+from swarmd.unknown_settings import unknown_variables
 
 SYSTEMD_UNIT = Path("/etc/systemd/system/swarmd.service")
 DISK_WARN_BYTES = 2**30

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from swarmd.cli.quoting import escape_char, printable
-from swarmd.config import Settings, setting_variables, unknown_variables
+from swarmd.config import Settings
+from swarmd.unknown_settings import setting_variables, unknown_variables
 
 _BARE_VALUE = re.compile(r"[A-Za-z0-9_./:,@%+=*-]+")
 _HEADER = "# swarmd's effective settings (environment, ./.env, defaults); secrets masked"

@@ -1,0 +1,119 @@
+"""Addresses a user gives in settings: providers' base URLs, a webhook, ``OLLAMA_HOST``.
+
+Each check takes the value as the user wrote it and returns it (or its normal form), or
+raises ``ValueError`` with the sentence that ``swarmd.config`` names the variable with. A
+password in a URL is never quoted back.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+from swarmd.text import quote, unsafe_in_line
+
+OLLAMA_PORT = 11434
+_HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
+
+
+def check_base_url(value: str) -> str:
+    """``value`` if it is an http(s) URL with a host and a valid port; else ``ValueError``."""
+    shown = _shown_url(value)
+    if unsafe_in_line(value) is not None or " " in value:
+        raise ValueError(f"{shown} must be a URL without spaces or control characters")
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # an unclosed [
+        raise ValueError(f"{shown} is not a valid URL") from None
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or past 65535
+        raise ValueError(f"{shown} has no valid port (1-65535)") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{shown} must be an http:// or https:// URL")
+    if not parts.hostname:
+        raise ValueError(f"{shown} names no host")
+    if port == 0 or (parts.netloc.endswith(":") and port is None):
+        raise ValueError(f"{shown} has no valid port (1-65535)")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{shown} must not have a query or a fragment")
+    return value
+
+
+def check_webhook_url(value: str) -> str:
+    """``value`` if it is an http(s) URL with a host and a valid port; else ``ValueError``.
+
+    Like a base URL, but it may carry a query, and only its scheme and host are ever quoted
+    back: a webhook's path and query often hold its token.
+    """
+    if unsafe_in_line(value) is not None or " " in value:
+        raise ValueError("must be a URL without spaces or control characters")
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # an unclosed [
+        raise ValueError("is not a valid URL") from None
+    if parts.fragment:
+        raise ValueError("must not have a fragment")
+    check_base_url(urlunsplit((parts.scheme, parts.netloc, "", "", "")))
+    return value
+
+
+def normalise_ollama_host(value: str) -> str:
+    """``OLLAMA_HOST`` as the URL Ollama itself makes of it, or ``ValueError``.
+
+    Like Ollama: surrounding quotes and spaces go; no scheme means http and port 11434; an
+    http:// or https:// URL without a port means its scheme's port; a bare IPv6 address
+    (``::1``) needs no brackets. Unlike Ollama, a port that is not 1-65535 is refused rather
+    than silently replaced. The URL keeps the scheme's own port implicit, as
+    ``swarmd.llm.providers.ollama_base_url`` expects.
+    """
+    raw = value.strip().strip("\"'")
+    if unsafe_in_line(raw) is not None or " " in raw or not raw:
+        raise ValueError(f"{_shown_url(value)} must be a host or URL without spaces")
+    scheme, has_scheme, rest = raw.partition("://")
+    if not has_scheme:
+        scheme, rest = "http", raw
+    elif scheme not in ("http", "https"):
+        raise ValueError(f"{_shown_url(value)} must be host[:port] or an http:// or https:// URL")
+    hostport, _, path = rest.partition("/")
+    if "@" in hostport:  # Ollama takes no user or password here
+        raise ValueError(f"{_shown_url(value)} must be host[:port], without a user or password")
+    host, port = _split_host_port(hostport, value)
+    if port is None and not has_scheme:
+        port = OLLAMA_PORT
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    return f"{scheme}://{netloc}" + (f"/{path.rstrip('/')}" if path.rstrip("/") else "")
+
+
+def _split_host_port(hostport: str, value: str) -> tuple[str, int | None]:
+    """Host and port, as Go's net.SplitHostPort and Ollama's fallback read them."""
+    if hostport.startswith("["):
+        host, closed, after = hostport[1:].partition("]")
+        if not closed or (after and not after.startswith(":")):
+            raise ValueError(f"{_shown_url(value)} has an unclosed or misplaced [")
+        port_text: str | None = after[1:] if after else None
+    elif hostport.count(":") == 1:
+        host, _, port_text = hostport.partition(":")
+    else:
+        host, port_text = hostport, None  # a name, or a bare IPv6 address
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError:
+            raise ValueError(f"{_shown_url(value)} has an invalid IPv6 address") from None
+    elif host and not _HOSTNAME.fullmatch(host):
+        raise ValueError(f"{_shown_url(value)} has an invalid host name")
+    port = None
+    if port_text is not None:
+        if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ValueError(f"{_shown_url(value)} has an invalid port {quote(port_text, 20)}")
+        port = int(port_text)
+    return host or "127.0.0.1", port
+
+
+def _shown_url(value: str) -> str:
+    """``value`` quoted for a message, a password in it (``//user:pass@``) masked."""
+    return quote(re.sub(r"//[^/@]*@", "//****@", value))
