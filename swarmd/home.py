@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,12 @@ class HomeLayout:
     def ticket_worktrees(self, ticket_id: int) -> Path:
         """The folder of one repository ticket's worktrees: retention never removes it."""
         return self.root / "worktrees" / str(ticket_id)
+
+    def existing_outputs(self, ticket_id: int, tasks: Iterable[str]) -> dict[str, Path]:
+        """The ticket's delivery and its tasks' archives, those that exist, by label."""
+        found = {"delivery": self.delivery_archive(ticket_id)}
+        found.update({f"task {task}": self.task_archive(ticket_id, task) for task in tasks})
+        return {label: path for label, path in found.items() if path.exists()}
 
     def highest_ticket_id_on_disk(self) -> int:
         """The highest ticket id that names a folder of workspaces, outputs or attempt logs."""

@@ -267,13 +267,13 @@ def show(
     json_output: JsonOption = False,
 ) -> None:
     """One ticket with its tasks, attempts and outputs, and why a task failed."""
-    from swarmd.cli import commands, inputs
+    from swarmd.cli import inputs, ticket_view
     from swarmd.cli.render import print_json, print_ticket
 
     ticket_id = checked(lambda: inputs.ticket_id(ticket))
     settings = settings_or_exit()
     usable_home(settings, writing=False)
-    view = call(lambda: commands.show_ticket(settings, ticket_id))
+    view = call(lambda: ticket_view.show_ticket(settings, ticket_id))
     if json_output:
         print_json(view)
     else:

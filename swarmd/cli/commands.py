@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from swarmd.agents.registry import AgentRegistry, load_agent_registry
-from swarmd.cli.failures import FAILED_STATES, TaskFailure, failure_lines, task_failures
+from swarmd.cli.failures import FAILED_STATES, failure_lines, task_failures
 from swarmd.cli.progress import ProgressPrinter, exit_code_for, follow_ticket
 from swarmd.cli.quoting import literal, printable
 from swarmd.config import OFFLINE_MODEL, Settings
 from swarmd.errors import DaemonRunningError, InputError, NotFoundError, TicketError
-from swarmd.home import HomeLayout, HomeLock, running_daemon_pid
+from swarmd.home import HomeLock, running_daemon_pid
 from swarmd.models import (
-    Attempt,
-    ExitReason,
     SubmitResult,
-    Task,
     Ticket,
     TicketSpec,
     TicketState,
@@ -36,46 +32,12 @@ from swarmd.tickets import load_ticket_file
 if TYPE_CHECKING:
     from swarmd.cli.prune_view import PruneOutcome
     from swarmd.git.binding import RepoBinding
-    from swarmd.store.retention import PrunedFiles
 
 
 @dataclass(frozen=True, slots=True)
 class RunOutcome:
     exit_code: int
     lines: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class TicketView:
-    ticket: Ticket
-    tasks: list[Task]
-    attempts: dict[int, list[Attempt]]
-    outputs: dict[str, Path]
-    failures: dict[str, TaskFailure]  # by task name: each failed or dead task's last failure
-    repository: RepositoryView | None = None  # a ticket that works on a repository
-    pruned: PrunedFiles | None = None  # what retention removed of its files
-
-
-@dataclass(frozen=True, slots=True)
-class KeptWorktree:
-    task: str
-    path: Path
-    why: str
-
-
-@dataclass(frozen=True, slots=True)
-class RepositoryView:
-    """A repository ticket as ``show`` tells it: where its work went, and what is kept."""
-
-    name: str
-    path: Path
-    base: str  # the ref it asked for
-    base_commit: str  # pinned at submit
-    branch: str  # the ticket's branch, holding every task's merged commit
-    head: str | None  # its tip when delivered
-    deliver: str
-    pull_request: str | None
-    worktrees: list[KeptWorktree]
 
 
 def check_agents(spec: TicketSpec, registry: AgentRegistry) -> None:
@@ -243,7 +205,7 @@ async def describe_outcome(settings: Settings, ticket_id: int) -> list[str]:
         tasks = await store.list_tasks(ticket_id)
         failed = [t for t in tasks if t.state in FAILED_STATES]
         attempts = {task.id: await store.list_attempts(task.id) for task in failed}
-    outputs = find_outputs(layout, ticket_id, tasks)
+    outputs = layout.existing_outputs(ticket_id, [task.name for task in tasks])
     counts = ticket.task_counts
     summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
     lines = [f"ticket {ticket_id} {ticket.state.value}: {summary}"]
@@ -365,80 +327,6 @@ async def list_tickets(settings: Settings, *, state: str | None, limit: int) -> 
         return []  # a new home: nothing submitted, and looking creates nothing
     async with await Store.open(settings.layout.database) as store:
         return await store.list_tickets(state=TicketState(state) if state else None, limit=limit)
-
-
-async def show_ticket(settings: Settings, ticket_id: int) -> TicketView:
-    layout = settings.layout
-    async with await open_existing_store(settings, ticket_id) as store:
-        ticket = await store.get_ticket(ticket_id)
-        tasks = await store.list_tasks(ticket_id)
-        attempts = {task.id: await store.list_attempts(task.id) for task in tasks}
-        binding = await store.ticket_repo(ticket_id)
-        delivery = await store.repo_delivery(ticket_id) if binding else (None, None)
-        pruned = await store.pruned_files(ticket_id)
-    return TicketView(
-        ticket,
-        tasks,
-        attempts,
-        find_outputs(layout, ticket_id, tasks),
-        task_failures(layout, ticket_id, tasks, attempts),
-        repository_view(layout, ticket, tasks, attempts, binding, delivery),
-        pruned,
-    )
-
-
-def repository_view(
-    layout: HomeLayout,
-    ticket: Ticket,
-    tasks: list[Task],
-    attempts: Mapping[int, list[Attempt]],
-    binding: Mapping[str, Any] | None,
-    delivery: tuple[str | None, str | None],
-) -> RepositoryView | None:
-    if binding is None:
-        return None
-    from swarmd.git.binding import RepoBinding
-
-    bound = RepoBinding.from_dict(binding)
-    kept = []
-    for task in tasks:
-        path = layout.worktree(ticket.id, task.name)
-        if path.exists():
-            kept.append(KeptWorktree(task.name, path, _why_kept(ticket, attempts.get(task.id))))
-    head, pull_request = delivery
-    return RepositoryView(
-        name=bound.entry.name,
-        path=bound.entry.path,
-        base=bound.base_ref,
-        base_commit=bound.base_commit,
-        branch=bound.ticket_branch(ticket.id),
-        head=head,
-        deliver=bound.deliver,
-        pull_request=pull_request,
-        worktrees=kept,
-    )
-
-
-def _why_kept(ticket: Ticket, history: list[Attempt] | None) -> str:
-    last = history[-1] if history else None
-    if not ticket.state.is_terminal:
-        return "the ticket is still running"
-    if last is not None and last.exit_reason is ExitReason.CONFLICT:
-        return "kept for a person: its work conflicts with the ticket's branch (locked)"
-    return "kept: it holds work that is not merged into the ticket's branch"
-
-
-def find_outputs(layout: HomeLayout, ticket_id: int, tasks: list[Task]) -> dict[str, Path]:
-    """The ticket's delivery archive and its tasks' archives, those that exist, by label."""
-    outputs: dict[str, Path] = {}
-    delivery = layout.delivery_archive(ticket_id)
-    if delivery.exists():
-        outputs["delivery"] = delivery
-    for task in tasks:
-        archive = layout.task_archive(ticket_id, task.name)
-        if archive.exists():
-            outputs[f"task {task.name}"] = archive
-    return outputs
 
 
 async def cancel(settings: Settings, ticket_id: int, task: str | None) -> list[str]:

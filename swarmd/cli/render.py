@@ -24,7 +24,7 @@ from swarmd.models import Attempt, Task, Ticket
 from swarmd.store.retention import PrunedFiles
 
 if TYPE_CHECKING:
-    from swarmd.cli.commands import RepositoryView
+    from swarmd.cli.ticket_view import RepositoryView
 
 ERROR_COLUMN_CHARS = 60
 TITLE_CHARS = 200
