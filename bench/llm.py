@@ -70,7 +70,8 @@ from swarmd.llm import (  # noqa: E402
     create_http_client,
     refusal_to_dict,
 )
-from swarmd.llm.providers import Endpoint, OpenAIProvider  # noqa: E402
+from swarmd.llm.provider_config import Endpoint  # noqa: E402
+from swarmd.llm.providers import OpenAIProvider  # noqa: E402
 from swarmd.models import Attempt, Ticket  # noqa: E402
 from swarmd.store import Store  # noqa: E402
 from swarmd.wire.channel import Channel, WorkerCalls  # noqa: E402

@@ -66,7 +66,7 @@ def normalise_ollama_host(value: str) -> str:
     http:// or https:// URL without a port means its scheme's port; a bare IPv6 address
     (``::1``) needs no brackets. Unlike Ollama, a port that is not 1-65535 is refused rather
     than silently replaced. The URL keeps the scheme's own port implicit, as
-    ``swarmd.llm.providers.ollama_base_url`` expects.
+    ``swarmd.llm.provider_config.ollama_base_url`` expects.
     """
     raw = value.strip().strip("\"'")
     if unsafe_in_line(raw) is not None or " " in raw or not raw:

@@ -29,7 +29,8 @@ from swarmd.cli.quoting import printable
 from swarmd.config import OFFLINE_MODEL, Settings
 from swarmd.errors import EnvironmentProblem, SwarmdError
 from swarmd.home import HomeLayout
-from swarmd.llm.providers import Endpoint, HTTPProvider, ProviderConfig
+from swarmd.llm.provider_config import Endpoint, ProviderConfig
+from swarmd.llm.providers import HTTPProvider
 from swarmd.llm.router import build_providers
 from swarmd.outputs.paths import format_size
 from swarmd.unknown_settings import unknown_variables

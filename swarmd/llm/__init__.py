@@ -16,7 +16,7 @@ from swarmd.llm.errors import (
 )
 from swarmd.llm.limits import CooldownTable, ModelStatus, RateLimiter
 from swarmd.llm.permits import LocalBroker, PermitBroker, raise_refusal, refusal_to_dict
-from swarmd.llm.providers import Endpoint, ProviderConfig, build_provider_config
+from swarmd.llm.provider_config import Endpoint, ProviderConfig, build_provider_config
 from swarmd.llm.router import RequestTimeouts, Router, create_http_client
 from swarmd.llm.types import (
     ChatRequest,

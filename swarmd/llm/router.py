@@ -45,6 +45,7 @@ from swarmd.llm.errors import (
     RequestTimeoutError,
 )
 from swarmd.llm.permits import PermitBroker, Sleep
+from swarmd.llm.provider_config import ProviderConfig
 from swarmd.llm.providers import (
     MAX_RESPONSE_BYTES,
     AnthropicProvider,
@@ -53,7 +54,6 @@ from swarmd.llm.providers import (
     OpenAICompatibleProvider,
     OpenAIProvider,
     Provider,
-    ProviderConfig,
 )
 from swarmd.llm.types import ChatRequest, ChatResponse, Clock, ModelTry, Outcome, RouterResult
 

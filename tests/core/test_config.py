@@ -261,7 +261,7 @@ def test_bad_base_url_names_the_variable_the_user_set(
 def test_ollama_host_takes_what_ollama_takes_and_the_router_agrees(
     monkeypatch: pytest.MonkeyPatch, value: str, normalised: str
 ) -> None:
-    from swarmd.llm.providers import ollama_base_url
+    from swarmd.llm.provider_config import ollama_base_url
 
     monkeypatch.setenv("OLLAMA_HOST", value)
     host = load_settings().ollama_host

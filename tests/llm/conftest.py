@@ -9,7 +9,7 @@ import pytest
 
 from swarmd.llm.limits import CooldownTable, RateLimiter
 from swarmd.llm.permits import LocalBroker
-from swarmd.llm.providers import Endpoint, ProviderConfig, build_provider_config
+from swarmd.llm.provider_config import Endpoint, ProviderConfig, build_provider_config
 from tests.support.clock import FakeClock
 from tests.support.fake_llm import FakeLLMServer
 from tests.support.llm_keys import ANTHROPIC_KEY, MINIMAX_KEY, OPENAI_KEY

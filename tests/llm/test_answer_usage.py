@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from swarmd.llm.providers import Endpoint, ProviderConfig
+from swarmd.llm.provider_config import Endpoint, ProviderConfig
 from swarmd.llm.router import build_providers
 from swarmd.llm.types import ChatRequest, ChatResponse
 

@@ -22,7 +22,8 @@ from swarmd.llm.errors import (
     ServerError,
     UnreachableError,
 )
-from swarmd.llm.providers import Endpoint, Provider, ProviderConfig
+from swarmd.llm.provider_config import Endpoint, ProviderConfig
+from swarmd.llm.providers import Provider
 from swarmd.llm.router import build_providers
 from swarmd.llm.types import ChatRequest, ChatResponse
 from tests.support.fake_llm import FakeLLMServer, Fault

@@ -17,7 +17,7 @@ from swarmd.llm.errors import (
     RateLimitedError,
     ResponseTooLargeError,
 )
-from swarmd.llm.providers import (
+from swarmd.llm.provider_config import (
     Endpoint,
     ProviderConfig,
     build_provider_config,

@@ -14,7 +14,7 @@ from swarmd.errors import ProviderError
 from swarmd.llm.errors import AllModelsFailedError, RequestRejectedError
 from swarmd.llm.limits import CooldownTable, RateLimiter
 from swarmd.llm.permits import LocalBroker
-from swarmd.llm.providers import ProviderConfig
+from swarmd.llm.provider_config import ProviderConfig
 from swarmd.llm.router import RequestTimeouts, Router
 from swarmd.llm.types import ChatRequest, Outcome
 from tests.support.clock import FakeClock
