@@ -26,6 +26,8 @@ from swarmd.store import Store
 
 log = get_logger("swarmd.daemon.repo_tasks")
 
+_REMEMBERED_TICKETS = 4096
+
 
 @dataclass(frozen=True, slots=True)
 class RepoAttempt:
@@ -53,8 +55,11 @@ class RepoTasks:
         self._running: dict[str, RepoAttempt] = {}
 
     async def binding(self, ticket_id: int) -> RepoBinding | None:
+        """The ticket's repository, read once per ticket (the newest ones are remembered)."""
         if ticket_id not in self._bindings:
             data = await self._store.ticket_repo(ticket_id)
+            if len(self._bindings) >= _REMEMBERED_TICKETS:
+                del self._bindings[next(iter(self._bindings))]  # the oldest
             self._bindings[ticket_id] = RepoBinding.from_dict(data) if data else None
         return self._bindings[ticket_id]
 

@@ -35,20 +35,34 @@ def main(argv: list[str] | None = None) -> int:
     return run_worker(args.channel_fd)
 
 
+STARTS_PROCESSES = frozenset({AgentKind.COMMAND, AgentKind.VERIFY})
+"""The agents that run commands: only their workers can leave a process in their group."""
+
+
 def run_worker(channel_fd: int) -> int:
-    """Serve one job, then take down what is left of this worker's process group."""
-    code = asyncio.run(serve(channel_fd))
-    kill_rest_of_group()
+    """Serve one job, then take down what is left of this worker's process group.
+
+    The sweep reads ``/proc`` (a few milliseconds on a busy host), so it is skipped for the
+    agents that start no process: every task pays the worker's exit.
+    """
+    code, job = asyncio.run(serve(channel_fd))
+    if job is None or job.agent.kind in STARTS_PROCESSES:
+        kill_rest_of_group()
     return code
 
 
-async def serve(channel_fd: int) -> int:
+async def serve(channel_fd: int) -> tuple[int, Job | None]:
+    """Run the job the channel brings; the exit code, and the job (None if none came)."""
     channel = await Channel.from_socket(socket.socket(fileno=channel_fd))
     try:
         message = await channel.receive()
     except ChannelClosed:
-        return 3
+        return 3, None
     job = Job.from_dict(message["job"])
+    return await serve_job(channel, job), job
+
+
+async def serve_job(channel: Channel, job: Job) -> int:
     calls = WorkerCalls(channel)
     replies = asyncio.create_task(calls.route_replies(), name="route-replies")
     beats = asyncio.create_task(send_heartbeats(channel, job.heartbeat_seconds), name="heartbeat")
