@@ -117,3 +117,34 @@ def _split_host_port(hostport: str, value: str) -> tuple[str, int | None]:
 def _shown_url(value: str) -> str:
     """``value`` quoted for a message, a password in it (``//user:pass@``) masked."""
     return quote(re.sub(r"//[^/@]*@", "//****@", value))
+
+
+def is_database_url(value: str) -> bool:
+    """Whether ``value`` names a PostgreSQL database rather than a SQLite file."""
+    return value.startswith(("postgresql://", "postgres://"))
+
+
+def check_database_url(value: str) -> str:
+    """``value`` if it is a ``postgresql://`` URL with a host or a socket; else ``ValueError``.
+
+    Only the masked form (``mask_database_url``) is ever quoted back.
+    """
+    shown = quote(mask_database_url(value))
+    if unsafe_in_line(value) is not None or " " in value:
+        raise ValueError(f"{shown} must be a URL without spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (a bad port raises here)
+    except ValueError:
+        raise ValueError(f"{shown} is not a valid URL") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError(f"{shown} must start with postgresql://")
+    if not parts.path.strip("/"):
+        raise ValueError(f"{shown} must name a database (postgresql://HOST/DATABASE)")
+    return value
+
+
+def mask_database_url(value: str) -> str:
+    """``value`` with any password in it (``user:password@``, ``password=``) replaced."""
+    masked = re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:****@", value)
+    return re.sub(r"(password=)[^&\s]*", r"\1****", masked, flags=re.IGNORECASE)

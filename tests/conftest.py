@@ -18,12 +18,25 @@ from tests.support.clock import FakeClock
 from tests.support.fake_forge import ForgeServer
 from tests.support.fake_llm import FakeLLMServer
 from tests.support.llm_env import offline_cli_env, provider_env
+from tests.support.postgres import PostgresServer, new_database_url, shared_server
 from tests.support.subreaper import make_child_subreaper
 
 
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    """A real PostgreSQL server for the whole run (started on first use)."""
+    return shared_server()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    """A fresh, migrated database of its own for one test."""
+    return new_database_url()
 
 
 @pytest.fixture

@@ -30,7 +30,6 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import functools
-import json
 import sqlite3
 import threading
 import time
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from swarmd.errors import StoreError
-from swarmd.store import queries
+from swarmd.store.backend import BackendKind, Row, Transaction
 from swarmd.store.schema import LATEST_VERSION, MIGRATIONS
 
 BUSY_TIMEOUT_MS = 5000
@@ -59,50 +58,30 @@ _BUG_ERRORS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.Interfa
 T = TypeVar("T")
 
 
-class Transaction:
-    """Statements run inside one transaction, synchronously, on one connection.
+class SqliteTransaction(Transaction):
+    """Statements run inside one SQLite transaction, synchronously, on one connection.
 
-    Event rows are collected and written together, in one ``executemany``, just before the
-    transaction ends.
+    SQLite's ``BEGIN IMMEDIATE`` already serialises every writer, so the backend's hooks
+    (``lock_ticket``, ``hold_attempt``, ``take_lease``) have nothing to add.
     """
 
     def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__()
         self._conn = conn
-        self._events: list[tuple[float, int | None, int | None, str, str]] = []
 
-    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        """Run one statement and return all its rows."""
-        return self._conn.execute(sql, params).fetchall()
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        rows: list[Row] = self._conn.execute(sql, params).fetchall()
+        return rows
 
-    def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
+    def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row: Row | None = self._conn.execute(sql, params).fetchone()
         return row
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """Run one statement whose rows, if any, are not needed."""
         self._conn.execute(sql, params)
 
     def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run one statement once per row of parameters."""
         self._conn.executemany(sql, rows)
-
-    def add_event(
-        self,
-        at: float,
-        kind: str,
-        *,
-        ticket_id: int | None = None,
-        task_id: int | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        """Queue one row for the event log."""
-        self._events.append((at, ticket_id, task_id, kind, json.dumps(detail or {})))
-
-    def flush(self) -> None:
-        """Write the queued event rows now."""
-        if self._events:
-            events, self._events = self._events, []
-            self._conn.executemany(queries.INSERT_EVENT, events)
 
 
 class _Abandoned(Exception):
@@ -141,7 +120,7 @@ def _transact(
     if mode.begin is not None:
         conn.execute(mode.begin)
     try:
-        txn = Transaction(conn)
+        txn = SqliteTransaction(conn)
         result = body(txn)
         txn.flush()
         if abandoned():
@@ -174,6 +153,7 @@ class Database:
         worker: sqlite3.Connection,
         executor: concurrent.futures.ThreadPoolExecutor,
     ) -> None:
+        self.kind: BackendKind = "sqlite"
         self.path = path
         self._inline = inline
         self._worker = worker
@@ -211,6 +191,14 @@ class Database:
         # checkpoints the write-ahead log into the file.
         await asyncio.get_running_loop().run_in_executor(self._executor, self._worker.close)
         self._executor.shutdown(wait=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    async def schema_version(self) -> int:
+        row = await self.read(lambda txn: txn.fetch_one("PRAGMA user_version"), inline=True)
+        return int(row[0]) if row else 0
 
     def _check_open(self) -> None:
         if self._closed:

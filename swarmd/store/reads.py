@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection
-from pathlib import Path
 from typing import Any
 
 from swarmd.errors import NotFoundError
 from swarmd.models import Attempt, Event, Task, TaskState, Ticket, TicketState
 from swarmd.store import queries
-from swarmd.store.database import Database, Transaction
+from swarmd.store.backend import Backend, BackendKind, Transaction
 from swarmd.store.rows import (
     attempt_from_row,
     attempt_id_of,
@@ -27,21 +26,25 @@ from swarmd.store.rows import (
 class StoreReads:
     """Everything ``status``, ``show``, ``tickets`` and the supervisor's recovery look at."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Backend) -> None:
         self._db = database
 
     @property
-    def path(self) -> Path:
-        return self._db.path
+    def name(self) -> str:
+        """The database as messages name it: a file's path, or a URL with no password."""
+        return self._db.name
 
     @property
-    def database(self) -> Database:
+    def kind(self) -> BackendKind:
+        return self._db.kind
+
+    @property
+    def database(self) -> Backend:
         """The open database, for read-only companions such as ``StoreStats``."""
         return self._db
 
     async def schema_version(self) -> int:
-        row = await self._db.read(lambda txn: txn.fetch_one("PRAGMA user_version"), inline=True)
-        return int(row[0]) if row else 0
+        return await self._db.schema_version()
 
     def data_version(self) -> int:
         """A number that changes when others commit (other processes, other stores, and

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from swarmd.errors import StaleAttemptError
-from swarmd.store.database import Transaction
+from swarmd.store.backend import Transaction
 from swarmd.store.reads import StoreReads
 from swarmd.store.rows import attempt_id_of
 

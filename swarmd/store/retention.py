@@ -25,7 +25,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from swarmd.store.database import Transaction
+from swarmd.store.backend import Transaction
 from swarmd.store.reads import StoreReads
 
 FINISHED_TICKETS = """

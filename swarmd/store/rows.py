@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 from typing import Any
 
 from swarmd.models import Attempt, Event, ExitReason, Task, TaskState, Ticket, TicketState
+from swarmd.store.backend import Row
 
 
 def dump_json(value: Any) -> str | None:
@@ -32,7 +32,7 @@ def _tuple_or_none(text: str | None) -> tuple[Any, ...] | None:
     return None if text is None else tuple(json.loads(text))
 
 
-def task_from_row(row: sqlite3.Row) -> Task:
+def task_from_row(row: Row) -> Task:
     return Task(
         id=row["id"],
         ticket_id=row["ticket_id"],
@@ -55,7 +55,7 @@ def task_from_row(row: sqlite3.Row) -> Task:
     )
 
 
-def attempt_from_row(row: sqlite3.Row) -> Attempt:
+def attempt_from_row(row: Row) -> Attempt:
     reason = row["exit_reason"]
     result = row["result"]
     return Attempt(
@@ -73,7 +73,7 @@ def attempt_from_row(row: sqlite3.Row) -> Attempt:
     )
 
 
-def ticket_from_row(row: sqlite3.Row, task_counts: dict[str, int]) -> Ticket:
+def ticket_from_row(row: Row, task_counts: dict[str, int]) -> Ticket:
     return Ticket(
         id=row["id"],
         title=row["title"],
@@ -88,7 +88,7 @@ def ticket_from_row(row: sqlite3.Row, task_counts: dict[str, int]) -> Ticket:
     )
 
 
-def event_from_row(row: sqlite3.Row) -> Event:
+def event_from_row(row: Row) -> Event:
     return Event(
         id=row["id"],
         at=row["at"],

@@ -1,6 +1,6 @@
 """Read-only statistics over the queue: attempt windows, usage, and closed attempts in order.
 
-``StoreStats`` only reads, through the ``Database``'s read transactions. It answers two kinds
+``StoreStats`` only reads, through the ``Backend``'s read transactions. It answers two kinds
 of question:
 
 - recent windows, for ``swarmd status``: throughput, latency percentiles and busy
@@ -18,11 +18,10 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from sqlite3 import Row
 from typing import Any
 
 from swarmd.models import Clock, ExitReason
-from swarmd.store.database import Database, Transaction
+from swarmd.store.backend import Backend, Row, Transaction
 
 # Attempts that ended inside the widest window, and those still open (their busy time runs
 # until now). A full scan of ``attempts`` until an index on ``ended_at`` exists.
@@ -98,9 +97,9 @@ class AttemptCursor:
 
 
 class StoreStats:
-    """Read-only statistics over one open ``Database``."""
+    """Read-only statistics over one open ``Backend``."""
 
-    def __init__(self, database: Database, *, clock: Clock = time.time) -> None:
+    def __init__(self, database: Backend, *, clock: Clock = time.time) -> None:
         self._db = database
         self._clock = clock
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from swarmd.addresses import is_database_url
 from swarmd.errors import StaleAttemptError
 from swarmd.models import (
     Attempt,
@@ -31,8 +32,9 @@ from swarmd.models import (
     TicketState,
 )
 from swarmd.store import queries
+from swarmd.store.backend import Backend, LeaseHolder, Transaction
 from swarmd.store.backoff import retry_delay
-from swarmd.store.database import Database, Transaction
+from swarmd.store.database import Database
 from swarmd.store.repo_records import RepoRecords
 from swarmd.store.retention import RetentionRecords
 from swarmd.store.rows import attempt_id_of, dump_json, new_token, task_from_row
@@ -61,7 +63,7 @@ class Store(TicketWrites, RepoRecords, RetentionRecords):
 
     def __init__(
         self,
-        database: Database,
+        database: Backend,
         *,
         clock: Clock = time.time,
         rng: random.Random | None = None,
@@ -77,15 +79,24 @@ class Store(TicketWrites, RepoRecords, RetentionRecords):
     @classmethod
     async def open(
         cls,
-        path: Path,
+        location: Path | str,
         *,
         clock: Clock = time.time,
         rng: random.Random | None = None,
         backoff_base: float = 5.0,
         backoff_max: float = 300.0,
+        lease: LeaseHolder | None = None,
     ) -> Store:
-        """Open the database at ``path``, creating its directory and migrating its schema."""
-        database = await Database.connect(Path(path))
+        """Open the database at ``location`` and migrate its schema: a SQLite file's path
+        (its directory is created), or a ``postgresql://`` URL. ``lease`` names the daemon
+        that will claim from a shared database (see ``swarmd.store.postgres``)."""
+        database: Backend
+        if isinstance(location, str) and is_database_url(location):
+            from swarmd.store.postgres.connection import PostgresDatabase
+
+            database = await PostgresDatabase.connect(location, lease=lease)
+        else:
+            database = await Database.connect(Path(location))
         return cls(
             database, clock=clock, rng=rng, backoff_base=backoff_base, backoff_max=backoff_max
         )
@@ -150,6 +161,7 @@ class Store(TicketWrites, RepoRecords, RetentionRecords):
                 queries.INSERT_ATTEMPT,
                 (attempt.id, attempt.task_id, attempt.number, attempt.token, now),
             )
+            txn.take_lease(attempt.id)
             if row["ticket_state"] == TicketState.QUEUED.value:
                 txn.execute(queries.START_TICKET, (now, row["ticket_id"]))
                 txn.add_event(now, "ticket_started", ticket_id=row["ticket_id"])
@@ -305,12 +317,21 @@ class Store(TicketWrites, RepoRecords, RetentionRecords):
 
     @staticmethod
     def _fence(txn: Transaction, token: str) -> _CurrentAttempt:
-        """The open, current attempt with this token and its task; StaleAttemptError if none."""
-        row = txn.fetch_one(queries.CURRENT_ATTEMPT_BY_TOKEN, (attempt_id_of(token), token))
+        """The open, current attempt with this token and its task; StaleAttemptError if none.
+
+        The ticket's row is locked first, then the attempt's, so that the ticket's other
+        tasks, and a lease reaper, wait for this verb (the backend's hooks)."""
+        attempt_id = attempt_id_of(token)
+        ticket = txn.fetch_one(queries.TICKET_OF_ATTEMPT, (attempt_id,))
+        if ticket is not None:
+            txn.lock_ticket(ticket[0])
+        row = txn.fetch_one(queries.CURRENT_ATTEMPT_BY_TOKEN, (attempt_id, token))
         if row is None:
             raise StaleAttemptError(
                 f"attempt {token} is not the open attempt of any task; its result is refused"
             )
+        if not txn.hold_attempt(row["attempt_id"]):
+            raise StaleAttemptError(f"attempt {token} lost its lease; its result is refused")
         return _CurrentAttempt(
             attempt_id=row["attempt_id"],
             task=task_from_row(row),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,8 +24,8 @@ from swarmd.models import (
     TicketState,
 )
 from swarmd.store import queries
+from swarmd.store.backend import Row, Transaction
 from swarmd.store.dag import order_new_tasks
-from swarmd.store.database import Transaction
 from swarmd.store.reads import StoreReads, require_ticket, task_by_name
 from swarmd.store.rows import dump_json, task_from_row
 from swarmd.store.transitions import (
@@ -155,6 +154,7 @@ class TicketWrites(StoreReads):
             ticket = txn.fetch_one(queries.TICKET_FOR_UPDATE, (ticket_id,))
             if ticket is None:
                 raise NotFoundError(f"there is no ticket {ticket_id}")
+            txn.lock_ticket(ticket_id)
             if TicketState(ticket["state"]).is_terminal:
                 raise InvalidTransitionError(f"ticket {ticket_id} is already finished")
             return self._add_tasks(
@@ -166,7 +166,7 @@ class TicketWrites(StoreReads):
     def _add_tasks(
         self,
         txn: Transaction,
-        ticket: sqlite3.Row,
+        ticket: Row,
         tasks: Sequence[TaskSpec],
         *,
         after: str | None,
@@ -201,7 +201,7 @@ class TicketWrites(StoreReads):
         ticket_id: int,
         ordered: Sequence[TaskSpec],
         *,
-        existing: dict[str, sqlite3.Row],
+        existing: dict[str, Row],
         agent: str,
         priority: int,
         default_max_attempts: int,
@@ -260,6 +260,7 @@ class TicketWrites(StoreReads):
 
         def cancel(txn: Transaction) -> list[Task]:
             require_ticket(txn, ticket_id)
+            txn.lock_ticket(ticket_id)
             if task_name is None:
                 rows = move_tasks(
                     txn,
@@ -310,6 +311,7 @@ class TicketWrites(StoreReads):
 
         def retry(txn: Transaction) -> list[Task]:
             require_ticket(txn, ticket_id)
+            txn.lock_ticket(ticket_id)
             if task_name is None:
                 ids = [
                     row["id"]

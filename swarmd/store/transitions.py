@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -28,7 +27,7 @@ from swarmd.models import (
     can_transition,
 )
 from swarmd.store import queries
-from swarmd.store.database import Transaction
+from swarmd.store.backend import Row, Transaction
 
 BROKEN_NEED_STATES = frozenset({TaskState.DEAD, TaskState.CANCELLED, TaskState.SKIPPED})
 """A task needing one of these will not run until that need is retried."""
@@ -57,7 +56,7 @@ class TaskRef(NamedTuple):
     state: TaskState
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> TaskRef:
+    def from_row(cls, row: Row) -> TaskRef:
         return cls(row["id"], row["ticket_id"], row["name"], TaskState(row["state"]))
 
 
@@ -81,7 +80,7 @@ def move_tasks(
     kind: str,
     at: float,
     detail: Mapping[str, Any] | None = None,
-) -> list[sqlite3.Row]:
+) -> list[Row]:
     """Move the tasks matching ``where`` and now in one of ``from_states`` to ``new``.
 
     ``sets`` adds assignments (``", retry_at = NULL"``) whose values are ``set_params``;

@@ -1,4 +1,5 @@
-"""Fixtures for the store's tests: a real SQLite file per test and a hand-driven clock."""
+"""Fixtures for the store's tests: a real database per test (a SQLite file, and a database
+on a real PostgreSQL server) and a hand-driven clock."""
 
 from __future__ import annotations
 
@@ -17,9 +18,19 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "home" / "swarmd.db"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_location(request: pytest.FixtureRequest, db_path: Path) -> Path | str:
+    """Where the store under test lives: a SQLite file, or a database on a real PostgreSQL
+    server. Every test written against ``store`` runs on both backends."""
+    if request.param == "sqlite":
+        return db_path
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 @pytest.fixture
-async def store(db_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    opened = await Store.open(db_path, clock=clock, rng=random.Random(1234))
+async def store(store_location: Path | str, clock: FakeClock) -> AsyncIterator[Store]:
+    opened = await Store.open(store_location, clock=clock, rng=random.Random(1234))
     try:
         yield opened
     finally:

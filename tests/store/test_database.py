@@ -137,3 +137,9 @@ async def test_data_version_ignores_the_stores_own_inline_writes_but_not_its_thr
     assert store.data_version() == before
     await store.submit_ticket(ticket("a"))  # a submit runs on the store's thread
     assert store.data_version() != before
+
+
+@pytest.fixture
+def store_location(db_path: Path) -> Path:
+    """These tests are about the SQLite file itself."""
+    return db_path

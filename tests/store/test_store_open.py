@@ -12,7 +12,7 @@ import pytest
 from swarmd.errors import StaleAttemptError, StoreError
 from swarmd.models import TaskState
 from swarmd.store import Store
-from swarmd.store.database import Transaction
+from swarmd.store.database import SqliteTransaction as Transaction
 from swarmd.store.schema import LATEST_VERSION, MIGRATIONS
 from tests.support.builders import ticket
 from tests.support.clock import FakeClock

@@ -33,8 +33,10 @@ from swarmd.models import (
     TicketState,
 )
 from swarmd.store import Store
+from swarmd.store.postgres.dialect import to_postgres
 from swarmd.store.transitions import derive_ticket_state
 from tests.support.clock import FakeClock
+from tests.support.postgres import new_database_url
 
 T = TypeVar("T")
 
@@ -77,17 +79,25 @@ class QueueWalk(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.directory = Path(tempfile.mkdtemp(prefix="swarmd-walk-"))
-        path = self.directory / "swarmd.db"
+        location = self.location()
         self.runner = asyncio.Runner()
         self.clock = FakeClock()
         self.store = self.run(
-            Store.open(path, clock=self.clock, rng=random.Random(0), backoff_base=1, backoff_max=4)
+            Store.open(
+                location, clock=self.clock, rng=random.Random(0), backoff_base=1, backoff_max=4
+            )
         )
-        self.db = sqlite3.connect(path)
+        self.db = self.connect(location)
         self.submitted_tasks = 0
         self.tickets: list[int] = []
         self.held_tokens: list[str] = []  # claimed and not yet handed back
         self.returned_tokens: list[str] = []
+
+    def location(self) -> Path | str:
+        return self.directory / "swarmd.db"
+
+    def connect(self, location: Path | str) -> Any:
+        return sqlite3.connect(location)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.runner.run(coro)
@@ -257,9 +267,33 @@ class QueueWalk(RuleBasedStateMachine):
             assert TicketState(state) is expected, (ticket_id, counts)
 
 
+class QueueWalkOnPostgres(QueueWalk):
+    """The same walk on a database of a real PostgreSQL server."""
+
+    def location(self) -> Path | str:
+        return new_database_url()
+
+    def connect(self, location: Path | str) -> Any:
+        import psycopg
+
+        return psycopg.connect(str(location), autocommit=True)
+
+    def query(self, sql: str, *params: Any) -> list[Any]:
+        cursor = self.db.execute(to_postgres(sql), params)
+        return [tuple(row) for row in cursor.fetchall()]
+
+
 TestQueueWalk = QueueWalk.TestCase
 TestQueueWalk.settings = settings(
     max_examples=100,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+TestQueueWalkOnPostgres = QueueWalkOnPostgres.TestCase
+TestQueueWalkOnPostgres.settings = settings(
+    max_examples=30,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
