@@ -18,6 +18,7 @@ Every invalid value is a ``ConfigError`` with one sentence naming the variable t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import shlex
 import stat
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -35,7 +37,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from swarmd.addresses import check_base_url, check_webhook_url, normalise_ollama_host
+from swarmd.addresses import (
+    check_base_url,
+    check_database_url,
+    check_webhook_url,
+    mask_database_url,
+    normalise_ollama_host,
+)
 from swarmd.errors import ConfigError
 from swarmd.home import HomeLayout
 from swarmd.models import AlertEvent
@@ -53,7 +61,14 @@ MAX_RETENTION_DAYS = 36_500
 """A hundred years: the longest anything is kept before 0 (for ever) says so plainly."""
 
 _SECRET_FIELDS = frozenset(
-    {"openai_api_key", "anthropic_api_key", "minimax_api_key", "webhook_url", "webhook_secret"}
+    {
+        "openai_api_key",
+        "anthropic_api_key",
+        "minimax_api_key",
+        "webhook_url",
+        "webhook_secret",
+        "database_url",
+    }
 )
 ENV_PREFIX = "SWARMD_"
 
@@ -127,6 +142,8 @@ class Settings(BaseSettings):
     retention_archives_days: int = Field(default=30, ge=0, le=MAX_RETENTION_DAYS)
     retention_deliveries_days: int = Field(default=90, ge=0, le=MAX_RETENTION_DAYS)
     retention_tickets_days: int = Field(default=365, ge=0, le=MAX_RETENTION_DAYS)
+    database_url: SecretStr | None = None  # postgresql://: a fleet's shared queue
+    lease_seconds: float = Field(default=30.0, ge=2, le=3600)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     metrics_textfile: Path | None = None
     notify_command: Annotated[tuple[str, ...], NoDecode] = ()
@@ -257,6 +274,13 @@ class Settings(BaseSettings):
                 )
         return tuple(dict.fromkeys(AlertEvent(name) for name in names))
 
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_database_url(value.get_secret_value())
+        return value
+
     @field_validator("webhook_url")
     @classmethod
     def _check_webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -283,6 +307,13 @@ class Settings(BaseSettings):
     def layout(self) -> HomeLayout:
         """Every path under the home."""
         return HomeLayout(self.home)
+
+    @property
+    def store_location(self) -> Path | str:
+        """The queue: the home's SQLite file, or the fleet's PostgreSQL database."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return self.layout.database
 
     @property
     def agents_path(self) -> Path:
@@ -318,14 +349,21 @@ class Settings(BaseSettings):
             self.minimax_api_key,
             self.webhook_url,
             self.webhook_secret,
+            self.database_url,
         )
-        return tuple(k.get_secret_value() for k in keys if k and k.get_secret_value())
+        found = [k.get_secret_value() for k in keys if k and k.get_secret_value()]
+        if self.database_url is not None:
+            with contextlib.suppress(ValueError):
+                found.append(urlsplit(self.database_url.get_secret_value()).password or "")
+        return tuple(secret for secret in found if secret)
 
     def masked(self) -> dict[str, object]:
         """The effective settings with secrets masked, for ``swarmd config``."""
         shown: dict[str, object] = {}
         for name, value in self.model_dump().items():
-            if isinstance(value, SecretStr):
+            if name == "database_url" and isinstance(value, SecretStr):
+                shown[name] = mask_database_url(value.get_secret_value())
+            elif isinstance(value, SecretStr):
                 secret = value.get_secret_value()
                 shown[name] = "****" + secret[-4:] if len(secret) >= 12 else "****"
             elif isinstance(value, Path):

@@ -55,7 +55,7 @@ async def submit_file(
     spec = load_ticket_file(path)
     check_agents(spec, load_agent_registry(settings.agents_path))
     binding = bind_ticket_repository(settings, spec)
-    async with await Store.open(settings.layout.database) as store:
+    async with await Store.open(settings.store_location) as store:
         return await store.submit_ticket(
             spec,
             priority=priority,
@@ -88,7 +88,7 @@ async def wait_for_ticket(
     printer = ProgressPrinter()
     try:
         async with asyncio.timeout(timeout):
-            ticket = await follow_ticket(settings.layout.database, ticket_id, printer=printer)
+            ticket = await follow_ticket(settings.store_location, ticket_id, printer=printer)
     except TimeoutError:
         return None
     finally:
@@ -156,7 +156,7 @@ async def run_in_process(
     stop = asyncio.Event()
     printer = ProgressPrinter()
     watcher = asyncio.create_task(
-        follow_ticket(settings.layout.database, ticket_id, printer=printer, stop=stop),
+        follow_ticket(settings.store_location, ticket_id, printer=printer, stop=stop),
         name="progress",
     )
     timer = asyncio.get_running_loop().call_later(timeout, stop.set) if timeout else None
@@ -194,13 +194,13 @@ def require_database(settings: Settings, ticket_id: int) -> None:
 async def open_existing_store(settings: Settings, ticket_id: int) -> Store:
     """The store, which must exist (see ``require_database``)."""
     require_database(settings, ticket_id)
-    return await Store.open(settings.layout.database)
+    return await Store.open(settings.store_location)
 
 
 async def describe_outcome(settings: Settings, ticket_id: int) -> list[str]:
     """How a finished ticket ended: its counts, each failure with its log's tail, its outputs."""
     layout = settings.layout
-    async with await Store.open(settings.layout.database) as store:
+    async with await Store.open(settings.store_location) as store:
         ticket = await store.get_ticket(ticket_id)
         tasks = await store.list_tasks(ticket_id)
         failed = [t for t in tasks if t.state in FAILED_STATES]
@@ -325,7 +325,7 @@ def restore(settings: Settings, path: Path) -> RestoreResult:
 async def list_tickets(settings: Settings, *, state: str | None, limit: int) -> list[Ticket]:
     if not settings.layout.database.exists():
         return []  # a new home: nothing submitted, and looking creates nothing
-    async with await Store.open(settings.layout.database) as store:
+    async with await Store.open(settings.store_location) as store:
         return await store.list_tickets(state=TicketState(state) if state else None, limit=limit)
 
 
@@ -351,7 +351,7 @@ async def prune(
     policy = RetentionPolicy.from_settings(settings)
     if older_than is not None:
         policy = policy.files_older_than(older_than)
-    async with await Store.open(settings.layout.database) as store:
+    async with await Store.open(settings.store_location) as store:
         report = await Pruner(store, settings.layout, policy).prune(dry_run=dry_run)
         if not vacuum or dry_run:
             return PruneOutcome(report, settings.home)

@@ -110,7 +110,7 @@ class ProgressPrinter:
 
 
 async def follow_ticket(
-    db_path: Path,
+    location: Path | str,
     ticket_id: int,
     *,
     printer: ProgressPrinter | None = None,
@@ -118,7 +118,7 @@ async def follow_ticket(
     stop: asyncio.Event | None = None,
 ) -> Ticket:
     """Poll the ticket (on its own connection) until it finishes or ``stop`` is set."""
-    store = await Store.open(db_path)
+    store = await Store.open(location)
     try:
         seen_version = -1
         ticket = await store.get_ticket(ticket_id)

@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from swarmd.spawn.groups import scrub_environment
 from swarmd.spawn.launcher import LaunchSettings, WorkerLauncher
 from swarmd.spawn.spawners import ExecSpawner, ForkServer, WorkerSpawner
 from swarmd.store import Store
+from swarmd.store.backend import LeaseHolder
 from swarmd.store.backup import check_database
 from swarmd.store.stats import StoreStats
 
@@ -160,11 +163,19 @@ async def _serve_locked(
     stop: asyncio.Event,
 ) -> TicketState | None:
     agents: AgentLookup = registry or watched_agent_registry(settings.agents_path)
-    await refuse_corrupt_database(settings.layout.database)
+    location = settings.store_location
+    if isinstance(location, Path):
+        await refuse_corrupt_database(location)
     store = await Store.open(
-        settings.layout.database,
+        location,
         backoff_base=settings.retry_backoff_seconds,
         backoff_max=settings.retry_backoff_max_seconds,
+        lease=LeaseHolder(
+            owner=uuid.uuid4().hex,
+            host=socket.gethostname(),
+            home=str(settings.home),
+            seconds=settings.lease_seconds,
+        ),
     )
     skip_grace = asyncio.Event()
     install_signal_handlers(stop, skip_grace)
@@ -225,6 +236,7 @@ async def _serve_locked(
             heartbeat_seconds=heartbeat_interval(settings, base_env),
             only_ticket=only_ticket,
             default_max_attempts=settings.max_attempts,
+            lease_seconds=settings.lease_seconds,
         ),
         stop=stop,
         hooks=DaemonHooks(

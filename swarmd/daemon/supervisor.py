@@ -55,6 +55,17 @@ class SupervisorConfig:
     gate_recheck_seconds: float = 1.0
     only_ticket: int | None = None  # run-ticket without a daemon: this ticket alone
     default_max_attempts: int = 3  # for tasks a planner adds
+    lease_seconds: float = 30.0  # on a shared database: how long a claim holds unrenewed
+
+    @property
+    def renew_every(self) -> float:
+        return min(self.heartbeat_seconds, self.lease_seconds / 6)
+
+    @property
+    def fence_after(self) -> float:
+        """Unrenewed this long, the daemon kills its workers: well before the lease expires
+        and another daemon may take their tasks."""
+        return self.lease_seconds * 2 / 3
 
 
 class SupervisorHooks(Protocol):
@@ -98,6 +109,8 @@ class Supervisor:
         self._next_limit_check = 0.0
         self._next_retry_at: float | None = None
         self._gate_held = False
+        self._next_renewal = 0.0
+        self._renewed_at: float | None = None  # None: not on a shared database yet
         self.finished_state: TicketState | None = None
 
     # -- the loop -----------------------------------------------------------------------
@@ -110,6 +123,7 @@ class Supervisor:
             self._hooks.ready()
             log.info("supervisor_ready", max_workers=self._config.max_workers)
             while not self._stop.is_set():
+                await self.keep_leases()
                 await self.reap_finished()
                 self.enforce_limits()
                 await self.revoke_cancelled()
@@ -127,6 +141,8 @@ class Supervisor:
     async def wait_for_wakeup(self) -> None:
         now = self._clock()
         deadlines = [self._next_heartbeat]
+        if self._store.shared:
+            deadlines.append(self._next_renewal)
         if self._sessions:
             deadlines.append(self._next_limit_check)
         if self._gate_held:
@@ -245,8 +261,48 @@ class Supervisor:
                 log.info("retries_released", count=len(released))
             self._next_retry_at = await self._store.next_retry_at()
 
+    async def keep_leases(self) -> None:
+        """On a shared database: renew this daemon's leases, kill the workers whose lease was
+        lost, fence every worker when renewals failed for too long, and reap expired leases
+        of dead daemons."""
+        if not self._store.shared:
+            return
+        now = self._clock()
+        if self._renewed_at is not None and now - self._renewed_at > self._config.fence_after:
+            self._fence(f"its leases went unrenewed for {now - self._renewed_at:.0f} s")
+        if now < self._next_renewal:
+            return
+        self._next_renewal = now + self._config.renew_every
+        try:
+            held = await self._store.renew_leases(list(self._sessions))
+            reaped = await self._store.reap_expired_leases()
+        except SwarmdError as exc:
+            log.warning("lease_renewal_failed", error=str(exc))
+            return
+        self._renewed_at = now
+        for token, (session, _) in self._sessions.items():
+            if token not in held and not session.stopping:
+                self._kill(session, ExitReason.INTERRUPTED, "its lease expired")
+        if reaped:
+            log.info("leases_reaped", tasks=len(reaped))
+            self._new_work = True
+
+    def _fence(self, why: str) -> None:
+        """Kill every worker: their leases may expire before this daemon can renew them."""
+        for session, _ in self._sessions.values():
+            if not session.stopping:
+                self._kill(session, ExitReason.INTERRUPTED, f"self-fencing: {why}")
+
+    def _leases_fresh(self) -> bool:
+        if not self._store.shared:
+            return True
+        renewed = self._renewed_at
+        return renewed is not None and self._clock() - renewed <= self._config.fence_after
+
     async def dispatch_ready(self) -> None:
         if not self._new_work:
+            return
+        if not self._leases_fresh():
             return
         self._new_work = False
         while len(self._sessions) < self._config.max_workers and not self._stop.is_set():

@@ -102,10 +102,29 @@ class Transaction:
             self.execute_many(INSERT_EVENT, events)
 
 
+class Leases(Protocol):
+    """A daemon's leases on a shared database (``swarmd.store.postgres.leases``)."""
+
+    holder: LeaseHolder
+
+    async def renew(self, tokens: Sequence[str]) -> set[str]: ...
+
+    async def reap(self, at: float) -> list[int]: ...
+
+    async def left_by_this_home(self) -> set[int]: ...
+
+    async def beat(self, *, pid: int, started_at: float, version: str, status: Any) -> None: ...
+
+    async def leave(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class Backend(Protocol):
     """A database the store runs its verbs on."""
 
     kind: BackendKind
+    leases: Leases | None  # None: one daemon per database, its attempts known by pid
 
     @property
     def name(self) -> str:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from swarmd.errors import StoreError
-from swarmd.store.backend import BackendKind, Row, Transaction
+from swarmd.store.backend import BackendKind, Leases, Row, Transaction
 from swarmd.store.schema import LATEST_VERSION, MIGRATIONS
 
 BUSY_TIMEOUT_MS = 5000
@@ -154,6 +154,7 @@ class Database:
         executor: concurrent.futures.ThreadPoolExecutor,
     ) -> None:
         self.kind: BackendKind = "sqlite"
+        self.leases: Leases | None = None
         self.path = path
         self._inline = inline
         self._worker = worker

@@ -111,10 +111,17 @@ class StoreReads:
         return None if row is None else row[0]
 
     async def running_attempts(self) -> list[tuple[Task, Attempt]]:
-        """Every open attempt with its task, oldest first (for crash recovery and status)."""
+        """Every open attempt with its task, oldest first (for crash recovery and status).
+
+        On a shared database, only those a previous daemon of this home left: the others
+        belong to other daemons, alive or waiting for the lease reaper."""
+        leases = self._db.leases
+        left = await leases.left_by_this_home() if leases is not None else None
 
         def read(txn: Transaction) -> list[tuple[Task, Attempt]]:
             attempts = [attempt_from_row(row) for row in txn.fetch(queries.OPEN_ATTEMPTS)]
+            if left is not None:
+                attempts = [attempt for attempt in attempts if attempt.id in left]
             ids = json.dumps(sorted({attempt.task_id for attempt in attempts}))
             tasks = {
                 row["id"]: task_from_row(row) for row in txn.fetch(queries.TASKS_BY_IDS, (ids,))

@@ -400,14 +400,41 @@ class Store(TicketWrites, RepoRecords, RetentionRecords):
         )
         return bool(changed)
 
+    # -- a fleet's leases ---------------------------------------------------------------------
+
+    @property
+    def shared(self) -> bool:
+        """Whether other daemons may claim from this database (PostgreSQL with a lease)."""
+        return self._db.leases is not None
+
+    async def renew_leases(self, tokens: Sequence[str]) -> set[str]:
+        """Extend this daemon's leases on ``tokens``; the ones it still holds. On a database
+        of one daemon there are no leases: every token is held."""
+        leases = self._db.leases
+        return set(tokens) if leases is None else await leases.renew(tokens)
+
+    async def reap_expired_leases(self) -> list[int]:
+        """Put the tasks whose attempt's lease expired back to ready (any daemon may)."""
+        leases = self._db.leases
+        return [] if leases is None else await leases.reap(self._clock())
+
     async def write_heartbeat(
         self, *, pid: int, started_at: float, version: str, status: dict[str, Any]
     ) -> None:
-        """Replace the daemon's row: who runs, since when, and its latest status snapshot."""
+        """Replace the daemon's row: who runs, since when, and its latest status snapshot.
+        On a shared database, each daemon has a row of its own."""
+        if self._db.leases is not None:
+            await self._db.leases.beat(
+                pid=pid, started_at=started_at, version=version, status=status
+            )
+            return
         await self._db.write_one(
             queries.WRITE_HEARTBEAT, (pid, started_at, self._clock(), version, json.dumps(status))
         )
 
     async def clear_heartbeat(self, pid: int) -> None:
         """Remove the daemon's row if ``pid`` wrote it (a newer daemon's row is left alone)."""
+        if self._db.leases is not None:
+            await self._db.leases.leave()
+            return
         await self._db.write_one(queries.CLEAR_HEARTBEAT, (pid,))

@@ -87,21 +87,29 @@ def log_events(home: Path) -> list[dict[str, Any]]:
 class Daemon:
     """``swarmd run`` as a real child process."""
 
-    def __init__(self, env: dict[str, str], home: Path) -> None:
+    def __init__(self, env: dict[str, str], home: Path, *, stderr_to_file: bool = False) -> None:
+        """``stderr_to_file``: for long runs, whose stderr would fill an unread pipe and
+        block the daemon; it goes to ``<home>.stderr`` beside the home."""
         self.env = env
         self.home = home
         self.proc: subprocess.Popen[str] | None = None
+        self._stderr_path = home.with_name(home.name + ".stderr") if stderr_to_file else None
 
     def start(self) -> Daemon:
         before = len([e for e in log_events(self.home) if e.get("event") == "supervisor_ready"])
+        stderr: Any = subprocess.PIPE
+        if self._stderr_path is not None:
+            stderr = self._stderr_path.open("a")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "swarmd", "run"],
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=stderr,
             text=True,
         )
+        if self._stderr_path is not None:
+            stderr.close()
         wait_until(
             lambda: (
                 len([e for e in log_events(self.home) if e.get("event") == "supervisor_ready"])
@@ -110,10 +118,13 @@ class Daemon:
                 or self.proc.poll() is not None
             )
         )
-        assert self.proc.poll() is None, (
-            f"the daemon exited: {self.proc.stderr.read() if self.proc.stderr else ''}"
-        )
+        assert self.proc.poll() is None, f"the daemon exited: {self.stderr_text()}"
         return self
+
+    def stderr_text(self) -> str:
+        if self._stderr_path is not None:
+            return self._stderr_path.read_text(errors="replace")
+        return self.proc.stderr.read() if self.proc and self.proc.stderr else ""
 
     @property
     def pid(self) -> int:

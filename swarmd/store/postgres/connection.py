@@ -23,6 +23,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -35,8 +36,9 @@ from psycopg.rows import RowMaker
 
 from swarmd.addresses import mask_database_url
 from swarmd.errors import StoreError
-from swarmd.store.backend import BackendKind, LeaseHolder, Row, Transaction
+from swarmd.store.backend import BackendKind, LeaseHolder, Leases, Row, Transaction
 from swarmd.store.postgres.dialect import to_postgres
+from swarmd.store.postgres.leases import FLEET, RUNNING_BY_HOST, PostgresLeases
 from swarmd.store.postgres.listener import Listener
 from swarmd.store.postgres.schema import LATEST_VERSION, MIGRATION_LOCK, MIGRATIONS
 
@@ -165,6 +167,9 @@ class PostgresDatabase:
         self._executor = executor
         self._reconnect_seconds = reconnect_seconds
         self._listener = Listener(url, KEEPALIVES)
+        self.leases: Leases | None = (
+            PostgresLeases(url, lease, KEEPALIVES) if lease is not None else None
+        )
         self._closed = False
 
     @property
@@ -197,6 +202,8 @@ class PostgresDatabase:
             return
         self._closed = True
         await self._listener.close()
+        if self.leases is not None:
+            await self.leases.close()
         await asyncio.get_running_loop().run_in_executor(self._executor, self._pool.close)
         self._executor.shutdown(wait=False)
 
@@ -234,6 +241,29 @@ class PostgresDatabase:
             return list(txn._cursor.fetchall()) if txn._cursor.description else []
 
         return await self._run(body, read_only=False)
+
+    async def fleet(self, horizon_seconds: float) -> list[dict[str, Any]]:
+        """Every daemon heard from within ``horizon_seconds``, and what each runs."""
+        daemons = await self.run_statement(FLEET, (horizon_seconds,))
+        running = await self.run_statement(RUNNING_BY_HOST)
+        return [
+            {
+                "owner": row["owner"],
+                "host": row["host"],
+                "home": row["home"],
+                "pid": row["pid"],
+                "started_at": row["started_at"],
+                "version": row["version"],
+                "status": json.loads(row["status"]),
+                "heartbeat_age_s": round(float(row["heartbeat_age"]), 1),
+                "running": [
+                    f"{task['ticket_id']}/{task['name']}"
+                    for task in running
+                    if task["lease_owner"] == row["owner"]
+                ],
+            }
+            for row in daemons
+        ]
 
     def _check_open(self) -> None:
         if self._closed:

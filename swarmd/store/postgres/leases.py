@@ -1,0 +1,170 @@
+"""Leases: how a fleet knows which daemon runs which attempt, and takes back a dead one's.
+
+A pid means nothing on another host. Each attempt a daemon claims carries its lease (the
+daemon's ``owner`` id, its host and home, and an expiry computed by the database's clock,
+never a host's). The daemon renews all its leases in one statement per heartbeat, naming the
+attempts it really runs; any daemon's reaper returns the attempts whose lease expired to
+``ready`` as interrupted, in one statement. A completion whose lease expired is refused
+(``PostgresTransaction.hold_attempt``), and the attempt row lock makes the reaper and a late
+completion take turns, so exactly one of them closes the attempt.
+
+These statements run on a connection of their own, outside the pool, so that a pool busy
+with long verbs never delays a renewal; and they fail fast instead of waiting for a server
+that is gone: the daemon must learn in time that it can no longer renew (and fence itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from swarmd.addresses import mask_database_url
+from swarmd.errors import StoreError
+from swarmd.store.backend import LeaseHolder
+
+RENEW = """
+    UPDATE attempts SET lease_expires_at = now() + make_interval(secs => %s)
+    WHERE lease_owner = %s AND ended_at IS NULL AND lease_expires_at > now()
+      AND token = ANY(%s)
+    RETURNING token
+"""
+
+# One statement: close the expired attempts, put their tasks back to ready (a task cancelled
+# meanwhile stays cancelled), and log each as interrupted.
+REAP = """
+    WITH expired AS (
+        UPDATE attempts
+        SET ended_at = %(at)s, exit_reason = 'interrupted',
+            error = 'its lease expired: the daemon running it stopped renewing it'
+        WHERE ended_at IS NULL AND lease_expires_at < now()
+        RETURNING id, task_id, lease_owner, lease_host
+    ), moved AS (
+        UPDATE tasks SET state = 'ready', retry_at = NULL
+        FROM expired
+        WHERE tasks.id = expired.task_id AND tasks.state = 'running'
+          AND tasks.current_attempt_id = expired.id
+        RETURNING tasks.id, tasks.ticket_id, expired.lease_owner, expired.lease_host
+    ), logged AS (
+        INSERT INTO events (at, ticket_id, task_id, kind, detail)
+        SELECT %(at)s, ticket_id, id, 'task_interrupted',
+               json_build_object('reason', 'interrupted', 'error', 'its lease expired',
+                                 'owner', lease_owner, 'host', lease_host)::text
+        FROM moved
+    )
+    SELECT id FROM moved
+"""
+
+# What a previous daemon of this home left open: its processes are on this host.
+LEFT_BY_THIS_HOME = """
+    SELECT id FROM attempts
+    WHERE ended_at IS NULL AND lease_host = %s AND lease_home = %s AND lease_owner != %s
+"""
+
+WRITE_DAEMON = """
+    INSERT INTO daemons (owner, host, home, pid, started_at, heartbeat_at, version, status)
+    VALUES (%s, %s, %s, %s, %s, now(), %s, %s)
+    ON CONFLICT (owner) DO UPDATE SET
+        heartbeat_at = now(), version = excluded.version, status = excluded.status
+"""
+
+CLEAR_DAEMON = "DELETE FROM daemons WHERE owner = %s"
+
+# Every daemon heard from recently, with how long ago by the database's clock, and the
+# attempts each holds.
+FLEET = """
+    SELECT d.owner, d.host, d.home, d.pid, d.started_at, d.version, d.status,
+           extract(epoch FROM now() - d.heartbeat_at) AS heartbeat_age,
+           (SELECT COUNT(*) FROM attempts AS a
+            WHERE a.lease_owner = d.owner AND a.ended_at IS NULL) AS attempts
+    FROM daemons AS d
+    WHERE d.heartbeat_at > now() - make_interval(secs => %s)
+    ORDER BY d.host, d.home
+"""
+
+RUNNING_BY_HOST = """
+    SELECT t.ticket_id, t.name, a.number, a.lease_host, a.lease_owner,
+           extract(epoch FROM a.lease_expires_at - now()) AS lease_left
+    FROM attempts AS a JOIN tasks AS t ON t.id = a.task_id
+    WHERE a.ended_at IS NULL
+    ORDER BY a.id
+"""
+
+FORGET_OLD_DAEMONS = "DELETE FROM daemons WHERE heartbeat_at < now() - interval '1 day'"
+
+STATEMENT_TIMEOUT_MS = 5000
+
+
+class PostgresLeases:
+    """The lease statements of one daemon, on their own connection and thread."""
+
+    def __init__(self, url: str, lease: LeaseHolder, keepalives: dict[str, Any]) -> None:
+        self.holder = lease
+        self._url = url
+        self._keepalives = keepalives
+        self._conn: psycopg.Connection[Any] | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="swarmd-leases"
+        )
+
+    async def renew(self, tokens: Sequence[str]) -> set[str]:
+        """Extend the leases of ``tokens`` (the attempts this daemon runs); returns those it
+        still holds. One missing was reaped: its worker must stop."""
+        lease = self.holder
+        rows = await self._run(RENEW, (lease.seconds, lease.owner, list(tokens)))
+        return {str(row[0]) for row in rows}
+
+    async def reap(self, at: float) -> list[int]:
+        """Return every attempt whose lease expired to ready; the ids of the tasks moved."""
+        rows = await self._run(REAP, {"at": at})
+        return [int(row[0]) for row in rows]
+
+    async def left_by_this_home(self) -> set[int]:
+        """Open attempts a previous daemon of this home left (its processes are here)."""
+        lease = self.holder
+        rows = await self._run(LEFT_BY_THIS_HOME, (lease.host, lease.home, lease.owner))
+        return {int(row[0]) for row in rows}
+
+    async def beat(self, *, pid: int, started_at: float, version: str, status: Any) -> None:
+        lease = self.holder
+        await self._run(
+            WRITE_DAEMON,
+            (lease.owner, lease.host, lease.home, pid, started_at, version, json.dumps(status)),
+        )
+
+    async def leave(self) -> None:
+        await self._run(CLEAR_DAEMON, (self.holder.owner,))
+
+    async def close(self) -> None:
+        def close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, close)
+        self._executor.shutdown(wait=False)
+
+    async def _run(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._execute, sql, params)
+
+    def _execute(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        try:
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._conn = psycopg.connect(
+                    self._url,
+                    autocommit=True,
+                    connect_timeout=3,
+                    options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                    **self._keepalives,
+                )
+            cursor = self._conn.execute(sql, params)
+            return list(cursor.fetchall()) if cursor.description else []
+        except psycopg.Error as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise StoreError(
+                f"cannot reach the database {mask_database_url(self._url)}: {reason}"
+            ) from exc
