@@ -94,9 +94,16 @@ class DaemonHooks:
     async def heartbeat(self, snapshot: dict[str, Any]) -> None:
         status = {**snapshot, "models": self._permits.snapshot()}
         self._alerts.heartbeat(snapshot, status["models"])
-        await self._store.write_heartbeat(
-            pid=os.getpid(), started_at=self._started_at, version=__version__, status=status
-        )
+        try:
+            await self._store.write_heartbeat(
+                pid=os.getpid(), started_at=self._started_at, version=__version__, status=status
+            )
+        except StoreError as exc:
+            # A shared database out of reach for a moment (a restart, a network blip) is
+            # the leases' business: the supervisor fences its workers if it lasts.
+            if not self._store.shared:
+                raise
+            log.warning("heartbeat_not_written", error=str(exc))
         self._notifier.watchdog()
         # A ticket finished by another process (a cancel from the command line) or left
         # undelivered by a daemon that died is delivered here.

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from tests.support.cli import Daemon, cli_env, python_command, swarmd, wait_until, write_ticket
+from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -197,3 +198,32 @@ def test_a_daemon_stopped_past_its_lease_fences_itself_and_its_results_are_refus
     assert '"detail": "self-fencing: its leases went unrenewed' in log
     # ...and what they had finished while it slept was refused: the other daemon reran it.
     assert "attempt_result_refused" in log
+
+
+def test_a_restarted_server_loses_nothing(
+    tmp_path: Path, postgres: PostgresServer, postgres_url: str
+) -> None:
+    daemons = start_fleet(tmp_path, postgres_url, count=2)
+    try:
+        sleep = python_command("import time; time.sleep(0.3)")
+        ticket_id = submit(daemons[0], tmp_path, layered_dag(60, 6, sleep))
+        wait_until(
+            lambda: (
+                rows(postgres_url, "SELECT COUNT(*) FROM tasks WHERE state = 'succeeded'")[0][0]
+                >= 12
+            ),
+            timeout=120,
+        )
+        postgres.restart()  # pg_ctl restart -m fast: every connection is cut
+        wait_until(lambda: ticket_state(postgres_url, ticket_id) == "succeeded", timeout=180)
+        assert all(daemon.proc is not None and daemon.proc.poll() is None for daemon in daemons)
+    finally:
+        stop_all(daemons)
+    completions = rows(
+        postgres_url,
+        "SELECT task_id, COUNT(*) FROM attempts WHERE exit_reason = 'ok' GROUP BY task_id",
+    )
+    assert len(completions) == 60 and {count for _, count in completions} == {1}
+    for daemon in daemons:
+        log = (daemon.home / "logs" / "swarmd.jsonl").read_text()
+        assert "listen_connection_lost" in log  # it noticed, and listened again

@@ -98,7 +98,9 @@ class PostgresServer:
 
     def restart(self) -> None:
         """What an operator's ``pg_ctl restart -m fast`` does: every connection is cut."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "restart")
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-m", "fast", "-w", "restart"
+        )
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://swarmd@127.0.0.1:{self.port}/{database}"

@@ -147,22 +147,32 @@ class PostgresLeases:
         await asyncio.get_running_loop().run_in_executor(self._executor, close)
         self._executor.shutdown(wait=False)
 
+    def _execute_once(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(
+                self._url,
+                autocommit=True,
+                connect_timeout=3,
+                options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                **self._keepalives,
+            )
+        cursor = self._conn.execute(sql, params)
+        return list(cursor.fetchall()) if cursor.description else []
+
     async def _run(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._execute, sql, params)
 
     def _execute(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
         try:
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                self._conn = psycopg.connect(
-                    self._url,
-                    autocommit=True,
-                    connect_timeout=3,
-                    options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-                    **self._keepalives,
-                )
-            cursor = self._conn.execute(sql, params)
-            return list(cursor.fetchall()) if cursor.description else []
+            try:
+                return self._execute_once(sql, params)
+            except psycopg.OperationalError:
+                # A connection the server dropped (a restart) fails its next statement:
+                # once, on a new connection, it is tried again.
+                if self._conn is not None and not self._conn.broken:
+                    raise
+                return self._execute_once(sql, params)
         except psycopg.Error as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise StoreError(
