@@ -57,6 +57,7 @@ _REASONS = {
     401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
+    431: "Request Header Fields Too Large",
     503: "Service Unavailable",
 }
 _COMMON_HEADERS = (
@@ -254,15 +255,14 @@ class DashboardServer:
             return
         self._connections.add(task)
         try:
-            async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS):
-                head = await reader.readuntil(b"\r\n\r\n")
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS):
+                    head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.LimitOverrunError:
+                await self._refuse_oversized(reader, writer)
+                return
             await self._answer(head, writer)
-        except (
-            TimeoutError,
-            ConnectionError,
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-        ):
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             self._connections.discard(task)
@@ -270,6 +270,18 @@ class DashboardServer:
             with contextlib.suppress(ConnectionError, asyncio.CancelledError, TimeoutError):
                 async with asyncio.timeout(DRAIN_TIMEOUT_SECONDS):
                     await writer.wait_closed()
+
+    async def _refuse_oversized(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await self._send(writer, plain_response(431, "the request head is over 8 KiB"))
+        # Read (a bounded part of) what the client is still sending: closing a socket with
+        # unread data resets it, and the client may then never see the answer.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                for _ in range(16):
+                    if not await reader.read(MAX_REQUEST_HEAD):
+                        break
 
     async def _answer(self, head: bytes, writer: asyncio.StreamWriter) -> None:
         try:
