@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -183,9 +184,11 @@ class DashboardServer:
                 self._serve_connection, self._host, self._port, limit=MAX_REQUEST_HEAD
             )
         except OSError as exc:
+            # asyncio words the error as "error while attempting to bind on address ...".
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise EnvironmentProblem(
                 f"cannot serve the dashboard on {self._host}:{self._port} "
-                f"(SWARMD_DASHBOARD_PORT): {exc.strerror or exc}"
+                f"(SWARMD_DASHBOARD_PORT): {reason}"
             ) from exc
         host, port = self.address or (self._host, self._port)
         shown = f"[{host}]" if ":" in host else host
