@@ -3,6 +3,7 @@ token, and never a secret."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from swarmd.daemon.dashboard.server import MAX_EVENT_STREAMS
 from tests.support.cli import Daemon, log_events, swarmd, wait_until, write_ticket
 from tests.support.dashboard import TOKEN, dashboard_daemon, events_of, read_events
 from tests.support.fake_llm import FakeLLMServer, Fault
@@ -224,3 +226,20 @@ def test_settings_that_turn_it_off_serve_nothing(
         daemon.stop()
 
     assert "supervisor_ready" in events and "dashboard_serving" not in events
+
+
+def test_open_event_streams_are_capped_and_the_next_one_is_told_to_retry(
+    open_dashboard: Served,
+) -> None:
+    with contextlib.ExitStack() as streams:
+        client = streams.enter_context(httpx.Client(timeout=10))
+        for _ in range(MAX_EVENT_STREAMS):
+            response = streams.enter_context(client.stream("GET", f"{open_dashboard.url}/events"))
+            assert response.status_code == 200
+            next(response.iter_lines())  # the stream is open on the server's side
+
+        refused = httpx.get(f"{open_dashboard.url}/events", timeout=10)
+
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "10"
+    assert httpx.get(f"{open_dashboard.url}/state", timeout=10).status_code == 200
