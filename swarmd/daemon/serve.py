@@ -271,7 +271,7 @@ async def _serve_locked(
             alerts.alerter.running(
                 lambda task: stop_when_failed(task, stop), grace=settings.notify_timeout_seconds
             ),
-            pruning(settings, store, stop, enabled=only_ticket is None),
+            pruning(settings, store, stop, alerts, enabled=only_ticket is None),
             running_dashboard(
                 settings,
                 live,
@@ -416,15 +416,15 @@ def stop_when_failed(task: asyncio.Task[None], stop: asyncio.Event) -> None:
 
 @contextlib.asynccontextmanager
 async def pruning(
-    settings: Settings, store: Store, stop: asyncio.Event, *, enabled: bool
+    settings: Settings, store: Store, stop: asyncio.Event, alerts: AlertWatch, *, enabled: bool
 ) -> AsyncIterator[None]:
     """Run retention (``swarmd.daemon.retention``) once a day as the side task ``retention``
-    while the block runs; not for ``run-ticket``'s in-process daemon."""
+    while the block runs, its passes alerted; not for ``run-ticket``'s in-process daemon."""
     if not enabled:
         yield
         return
     pruner = Pruner(store, settings.layout, RetentionPolicy.from_settings(settings))
-    runner = asyncio.create_task(run_retention(pruner), name="retention")
+    runner = asyncio.create_task(run_retention(pruner, alerts=alerts), name="retention")
     runner.add_done_callback(lambda task: stop_when_failed(task, stop))
     try:
         yield
