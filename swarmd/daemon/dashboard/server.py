@@ -10,7 +10,9 @@ Routes (``GET`` only; anything else is 404 or 405):
 
 With a token, every request must carry it (``Authorization: Bearer TOKEN`` or
 ``?token=TOKEN``) or gets 401; the comparison is constant-time. The token is never written
-into a response.
+into a response. Without a token, only requests to a loopback name (``Host: localhost``,
+``127.0.0.1``, ``[::1]``) are answered, so another site cannot reach the page by rebinding a
+name of its own to 127.0.0.1.
 
 A client cannot stall the daemon: a request head must arrive whole within
 ``REQUEST_TIMEOUT_SECONDS`` and fit in ``MAX_REQUEST_HEAD`` bytes; connections and event
@@ -25,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import json
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -50,12 +54,14 @@ STREAM_QUEUE = 16
 """Messages an event stream may have waiting before it counts as stalled and is closed."""
 SNAPSHOT_SECONDS = 1.0
 LOG_POLL_SECONDS = 0.25
+REUSE_SECONDS = 0.5
 RETRY_MS = 2000
 
 _REASONS = {
     200: "OK",
     400: "Bad Request",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
     431: "Request Header Fields Too Large",
@@ -111,6 +117,22 @@ def carries_token(request: Request, token: bytes) -> bool:
     for value in offered:
         matched |= hmac.compare_digest(value.encode("utf-8", "replace"), token)
     return matched
+
+
+def names_this_machine(host_header: str) -> bool:
+    """Whether a ``Host`` header names a loopback address (``localhost``, ``127.0.0.1``,
+    ``[::1]``, with or without a port)."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def response_head(
@@ -169,6 +191,7 @@ class DashboardServer:
         self._streams: set[asyncio.Queue[bytes | None]] = set()
         self._streams_open = asyncio.Event()
         self._snapshot: dict[str, Any] | None = None
+        self._snapshot_at = -math.inf
         self._snapshot_lock = asyncio.Lock()
 
     @property
@@ -224,10 +247,15 @@ class DashboardServer:
         self._server = None
 
     async def _refresh(self) -> dict[str, Any] | None:
-        """A new snapshot, or the last one if the store could not be read just now."""
+        """A new snapshot (one younger than ``REUSE_SECONDS`` serves again: many requests
+        at once cost one build), or the last one if the store could not be read just now."""
         async with self._snapshot_lock:
+            now = asyncio.get_running_loop().time()
+            if now - self._snapshot_at < REUSE_SECONDS:
+                return self._snapshot
             try:
                 self._snapshot = await self._builder.build()
+                self._snapshot_at = now
             except SwarmdError as exc:
                 # The supervisor meets the same database and decides what to do about it.
                 log.warning("dashboard_snapshot_failed", error=str(exc))
@@ -291,6 +319,18 @@ class DashboardServer:
             request = parse_request(head)
         except BadRequest:
             await self._send(writer, plain_response(400, "bad request"))
+            return
+        if self._token is None and not names_this_machine(request.headers.get("host", "")):
+            # Without a token, a page on another site could reach this one through a name
+            # that resolves to 127.0.0.1 (DNS rebinding): only loopback names are answered.
+            await self._send(
+                writer,
+                plain_response(
+                    403,
+                    "this dashboard answers only to localhost, 127.0.0.1 or [::1]; "
+                    "set SWARMD_DASHBOARD_TOKEN to serve it under another name",
+                ),
+            )
             return
         if self._token is not None and not carries_token(request, self._token):
             await self._send(

@@ -114,6 +114,21 @@ def test_a_log_line_appended_while_a_page_is_open_arrives_on_its_stream(
     assert '"event": "ticket_finished"' in seen
 
 
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1:8787", "[::1]:8787", "LOCALHOST:1"])
+def test_without_a_token_loopback_names_are_answered(open_dashboard: Served, host: str) -> None:
+    response = httpx.get(f"{open_dashboard.url}/state", headers={"Host": host}, timeout=10)
+
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("host", ["rebound.example", "10.1.2.3:8787", ""])
+def test_without_a_token_other_host_names_are_refused(open_dashboard: Served, host: str) -> None:
+    response = httpx.get(f"{open_dashboard.url}/state", headers={"Host": host}, timeout=10)
+
+    assert response.status_code == 403
+    assert "SWARMD_DASHBOARD_TOKEN" in response.text
+
+
 def test_unknown_paths_are_404_and_other_methods_405(open_dashboard: Served) -> None:
     assert httpx.get(f"{open_dashboard.url}/metrics", timeout=10).status_code == 404
     assert httpx.post(f"{open_dashboard.url}/state", timeout=10).status_code == 405
@@ -194,6 +209,8 @@ def test_a_dashboard_bound_beyond_loopback_serves_only_requests_with_its_token(
     assert httpx.get(f"{url}/state", headers=BEARER, timeout=10).status_code == 200
     assert httpx.get(f"{url}/", params={"token": TOKEN}, timeout=10).status_code == 200
     assert httpx.get(f"{url}/nowhere", headers=BEARER, timeout=10).status_code == 404
+    named = {**BEARER, "Host": "dash.example:8787"}  # any name, with the token
+    assert httpx.get(f"{url}/state", headers=named, timeout=10).status_code == 200
 
 
 def test_neither_the_provider_key_nor_the_token_is_ever_sent(guarded_dashboard: Served) -> None:
