@@ -28,7 +28,7 @@ pytestmark = [
 TICKET = {
     "title": "slow then done",
     "tasks": [
-        {"name": "slow", "agent": "command", "command": ["sleep", "4"]},
+        {"name": "slow", "agent": "command", "command": ["sleep", "8"]},
         {"name": "after", "agent": "echo", "prompt": "done", "needs": ["slow"]},
     ],
 }
