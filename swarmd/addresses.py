@@ -148,3 +148,49 @@ def mask_database_url(value: str) -> str:
     """``value`` with any password in it (``user:password@``, ``password=``) replaced."""
     masked = re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:****@", value)
     return re.sub(r"(password=)[^&\s]*", r"\1****", masked, flags=re.IGNORECASE)
+
+
+MIN_DASHBOARD_TOKEN_CHARS = 16
+
+
+def check_dashboard_host(value: str) -> str:
+    """The address the dashboard binds: an IP address or ``localhost``; else ``ValueError``.
+
+    A host name other than ``localhost`` is refused: what it resolves to (loopback or not)
+    can change after the check.
+    """
+    host = value.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host.lower() == "localhost":
+        return "localhost"
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        raise ValueError(
+            f"{quote(value, 80)} must be an IP address (127.0.0.1, ::1, 0.0.0.0) or localhost"
+        ) from None
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` (as ``check_dashboard_host`` returns it) is reachable from this
+    machine alone."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_dashboard_token(value: str) -> str:
+    """``value`` if it can stand as the dashboard's bearer token; else ``ValueError``.
+
+    It travels in an ``Authorization`` header and a URL's query: visible ASCII that needs no
+    escaping. The token itself is never quoted back.
+    """
+    if len(value) < MIN_DASHBOARD_TOKEN_CHARS:
+        raise ValueError(f"must be at least {MIN_DASHBOARD_TOKEN_CHARS} characters long")
+    if not re.fullmatch(r"[A-Za-z0-9._~+/=-]+", value):
+        raise ValueError("must hold only letters, digits and . _ ~ + / = -")
+    return value

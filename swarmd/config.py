@@ -33,14 +33,18 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from swarmd.addresses import (
     check_base_url,
+    check_dashboard_host,
+    check_dashboard_token,
     check_database_url,
     check_webhook_url,
+    is_loopback_host,
     mask_database_url,
     normalise_ollama_host,
 )
@@ -68,6 +72,7 @@ _SECRET_FIELDS = frozenset(
         "webhook_url",
         "webhook_secret",
         "database_url",
+        "dashboard_token",
     }
 )
 ENV_PREFIX = "SWARMD_"
@@ -153,6 +158,10 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
     notify_attempts: int = Field(default=4, ge=1, le=100)
     notify_gate_held_minutes: float = Field(default=10.0, gt=0, le=MAX_SECONDS / 60)
+    dashboard_port: int | None = Field(default=None, ge=0, le=65535)
+    # Before the host: the host's check reads it.
+    dashboard_token: SecretStr | None = None
+    dashboard_host: str = "127.0.0.1"
 
     openai_api_key: SecretStr | None = _provider_field("OPENAI_API_KEY")
     openai_base_url: str | None = _provider_field("OPENAI_BASE_URL")
@@ -288,6 +297,27 @@ class Settings(BaseSettings):
             check_webhook_url(value.get_secret_value())
         return value
 
+    @field_validator("dashboard_token")
+    @classmethod
+    def _check_dashboard_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_dashboard_token(value.get_secret_value())
+        return value
+
+    @field_validator("dashboard_host")
+    @classmethod
+    def _check_dashboard_host(cls, value: str, info: ValidationInfo) -> str:
+        host = check_dashboard_host(value)
+        # A token that failed its own check is missing from ``info.data``: that error is
+        # the one reported. An unset token is there, as None.
+        token_unset = "dashboard_token" in info.data and info.data["dashboard_token"] is None
+        if token_unset and not is_loopback_host(host):
+            raise ValueError(
+                f"{quote(value)} is not a loopback address, so SWARMD_DASHBOARD_TOKEN "
+                "must be set: every request then has to carry it"
+            )
+        return host
+
     @field_validator("ollama_host")
     @classmethod
     def _normalise_ollama_host(cls, value: str | None) -> str | None:
@@ -324,6 +354,11 @@ class Settings(BaseSettings):
         return self.repos_file or self.layout.repos
 
     @property
+    def dashboard_enabled(self) -> bool:
+        """Whether the daemon serves the dashboard: a port is set, and it is not 0."""
+        return bool(self.dashboard_port)
+
+    @property
     def usable_cpus(self) -> int:
         try:
             return max(1, len(os.sched_getaffinity(0)))
@@ -350,6 +385,7 @@ class Settings(BaseSettings):
             self.webhook_url,
             self.webhook_secret,
             self.database_url,
+            self.dashboard_token,
         )
         found = [k.get_secret_value() for k in keys if k and k.get_secret_value()]
         if self.database_url is not None:

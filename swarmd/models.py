@@ -108,11 +108,7 @@ class ExitReason(enum.StrEnum):
 
 
 class AlertEvent(enum.StrEnum):
-    """What an alert reports (``SWARMD_NOTIFY_EVENTS`` names these).
-
-    Retention events (a prune, a disk held near full) join this list when that work lands;
-    they are sent through ``swarmd.daemon.alerts.Alerter.send`` like the rest.
-    """
+    """What an alert reports (``SWARMD_NOTIFY_EVENTS`` names these)."""
 
     TICKET_SUCCEEDED = "ticket_succeeded"
     TICKET_FAILED = "ticket_failed"
@@ -123,6 +119,8 @@ class AlertEvent(enum.StrEnum):
     DAEMON_STARTED = "daemon_started"
     DAEMON_STOPPED = "daemon_stopped"
     DAEMON_DOWN = "daemon_down"  # sent by `swarmd alert` from the dead man's timer
+    RETENTION_PRUNED = "retention_pruned"  # the daemon's retention pass freed space
+    RETENTION_FAILED = "retention_failed"  # a pass failed, or left paths it could not remove
 
 
 @dataclass(frozen=True, slots=True)

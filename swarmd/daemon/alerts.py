@@ -409,6 +409,36 @@ class AlertWatch:
             error=error,
         )
 
+    def retention_pruned(self, *, freed_bytes: int, removed: int, tickets_removed: int) -> None:
+        """A retention pass removed files or tickets' rows."""
+        rows = f", and {plural(tickets_removed, 'ticket')}' rows" if tickets_removed else ""
+        self.alerter.send(
+            AlertEvent.RETENTION_PRUNED,
+            f"retention freed {size(freed_bytes)}: {plural(removed, 'path')} removed{rows}",
+            freed_bytes=freed_bytes,
+            removed=removed,
+            tickets_removed=tickets_removed,
+        )
+
+    def retention_failed(
+        self, error: str | None = None, *, not_removed: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """A retention pass failed (``error``), or could not remove some paths (each with
+        why); the next pass, a day later, tries again."""
+        if error is not None:
+            text = f"retention failed: {error}; it tries again in a day"
+        else:
+            shown = "; ".join(f"{path} ({why})" for path, why in not_removed[:3])
+            more = f" and {len(not_removed) - 3} more" if len(not_removed) > 3 else ""
+            text = f"retention could not remove {plural(len(not_removed), 'path')}: {shown}{more}"
+        self.alerter.send(
+            AlertEvent.RETENTION_FAILED,
+            text,
+            error=error,
+            not_removed=[{"path": path, "error": why} for path, why in not_removed[:20]],
+            not_removed_count=len(not_removed),
+        )
+
     def heartbeat(self, snapshot: Mapping[str, Any], models: Mapping[str, Any]) -> None:
         self._watch_models(models)
         self._watch_gate(snapshot.get("gate") or {})
@@ -451,6 +481,20 @@ class AlertWatch:
                 reason=reason,
                 held_minutes=round(held / 60, 1),
             )
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def size(count: int) -> str:
+    """``count`` bytes for a person: ``512 B``, ``3.4 MiB``, ``1.2 GiB``."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
 
 
 def _iso(stamp: Any) -> str | None:

@@ -35,6 +35,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from swarmd.config import Settings
 from swarmd.errors import SwarmdError
@@ -43,6 +44,9 @@ from swarmd.logs import get_logger
 from swarmd.models import Clock
 from swarmd.store import Store
 from swarmd.store.retention import FinishedTicket
+
+if TYPE_CHECKING:  # ``swarmd prune`` imports this module and needs no alerts
+    from swarmd.daemon.alerts import AlertWatch
 
 log = get_logger("swarmd.daemon.retention")
 
@@ -264,21 +268,41 @@ def remove_path(path: Path) -> str | None:
 async def run_retention(
     pruner: Pruner,
     *,
+    alerts: AlertWatch | None = None,
     interval: float = DAY_SECONDS,
     first_delay: float = FIRST_RUN_DELAY_SECONDS,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """Prune after ``first_delay``, then every ``interval``, until cancelled. A pass that
-    fails on the database or the disk is logged and tried again at the next one."""
+    fails on the database or the disk is logged and tried again at the next one. Each
+    pass that freed space, failed, or left paths it could not remove is alerted."""
     await sleep(first_delay)
     while True:
         try:
             report = await pruner.prune()
         except (SwarmdError, OSError) as exc:
             log.error("retention_failed", error=str(exc), detail="tried again in a day")
+            if alerts is not None:
+                alerts.retention_failed(str(exc))
         else:
             log_report(report)
+            if alerts is not None:
+                alert_report(alerts, report)
         await sleep(interval)
+
+
+def alert_report(alerts: AlertWatch, report: PruneReport) -> None:
+    removed = len(report.removals) - len(report.failures)
+    if removed or report.tickets_removed:
+        alerts.retention_pruned(
+            freed_bytes=report.freed_bytes,
+            removed=removed,
+            tickets_removed=len(report.tickets_removed),
+        )
+    if report.failures:
+        alerts.retention_failed(
+            not_removed=[(str(f.path), f.error or "unknown") for f in report.failures]
+        )
 
 
 def log_report(report: PruneReport) -> None:

@@ -23,6 +23,8 @@ from swarmd.agents.registry import AgentLookup, AgentRegistry
 from swarmd.agents.registry_file import AgentRegistryFile
 from swarmd.config import OFFLINE_MODEL, Settings
 from swarmd.daemon.alerts import Alerter, AlertWatch, build_alerter
+from swarmd.daemon.dashboard.running import running_dashboard
+from swarmd.daemon.dashboard.snapshot import LiveStatus
 from swarmd.daemon.delivery_queue import DeliveryQueue
 from swarmd.daemon.gate import GateDecision, HostProbe, SpawnGate, disk_free_probe
 from swarmd.daemon.metrics.collector import GateHoldCounter, MetricsCollector
@@ -56,7 +58,8 @@ AGENTS_CHECK_SECONDS = 1.0
 class DaemonHooks:
     """sd_notify, the heartbeat row, delivery archives and alerts, at the supervisor's
     milestones. With ``announce`` false (``run-ticket`` in-process), the daemon's start and
-    stop are not alerted."""
+    stop are not alerted. Each heartbeat's status is also published to ``live`` (the
+    dashboard's view of workers, gate and models)."""
 
     def __init__(
         self,
@@ -67,6 +70,7 @@ class DaemonHooks:
         gate_holds: GateHoldCounter | None = None,
         alerts: AlertWatch | None = None,
         announce: bool = True,
+        live: LiveStatus | None = None,
     ) -> None:
         self._store = store
         self._notifier = notifier
@@ -77,7 +81,12 @@ class DaemonHooks:
             Alerter(()), store, model_chain=(), gate_held_seconds=float("inf")
         )
         self._announce = announce
+        self._live = live or LiveStatus()
         self._started_at = time.time()
+
+    @property
+    def started_at(self) -> float:
+        return self._started_at
 
     def ready(self) -> None:
         self._notifier.ready()
@@ -94,6 +103,7 @@ class DaemonHooks:
     async def heartbeat(self, snapshot: dict[str, Any]) -> None:
         status = {**snapshot, "models": self._permits.snapshot()}
         self._alerts.heartbeat(snapshot, status["models"])
+        self._live.publish(status)
         try:
             await self._store.write_heartbeat(
                 pid=os.getpid(), started_at=self._started_at, version=__version__, status=status
@@ -232,6 +242,17 @@ async def _serve_locked(
         model_chain=settings.model_chain,
         gate_held_seconds=settings.notify_gate_held_minutes * 60,
     )
+    live = LiveStatus()
+    hooks = DaemonHooks(
+        store,
+        notifier,
+        permits,
+        deliveries,
+        gate_holds,
+        alerts,
+        announce=only_ticket is None,
+        live=live,
+    )
     supervisor = Supervisor(
         store,
         gate,
@@ -246,9 +267,7 @@ async def _serve_locked(
             lease_seconds=settings.lease_seconds,
         ),
         stop=stop,
-        hooks=DaemonHooks(
-            store, notifier, permits, deliveries, gate_holds, alerts, announce=only_ticket is None
-        ),
+        hooks=hooks,
         repos=repos,
     )
     log.info(
@@ -271,7 +290,15 @@ async def _serve_locked(
             alerts.alerter.running(
                 lambda task: stop_when_failed(task, stop), grace=settings.notify_timeout_seconds
             ),
-            pruning(settings, store, stop, enabled=only_ticket is None),
+            pruning(settings, store, stop, alerts, enabled=only_ticket is None),
+            running_dashboard(
+                settings,
+                live,
+                enabled=only_ticket is None,
+                started_at=hooks.started_at,
+                secrets=(*settings.secrets, *forge_tokens(settings, base_env).values()),
+                on_done=lambda task: stop_when_failed(task, stop),
+            ),
         ):
             await repos.reconcile()
             await deliveries.reconcile()
@@ -294,17 +321,24 @@ def repo_tasks(settings: Settings, store: Store, base_env: Mapping[str, str]) ->
     """Repository tickets' git work. It commits with the daemon's deny rules: every secret
     the daemon knows (provider keys, the forges' tokens of registered repositories) is
     refused in a task's files."""
-    forge_tokens: dict[str, str] = {}
+    tokens = forge_tokens(settings, base_env)
+    work = RepoWork(
+        settings.layout,
+        secrets=(*settings.secrets, *tokens.values()),
+        env={name: base_env[name] for name in GIT_VARIABLES if name in base_env},
+    )
+    return RepoTasks(store, work, settings.layout, forge_tokens=tokens)
+
+
+def forge_tokens(settings: Settings, base_env: Mapping[str, str]) -> dict[str, str]:
+    """The forges' tokens of the registered repositories, by variable, as the daemon sees
+    them."""
+    tokens: dict[str, str] = {}
     with contextlib.suppress(SwarmdError):  # a broken registry fails its tickets' submits
         for entry in load_repo_registry(settings.repos_path).entries.values():
             if entry.forge is not None and base_env.get(entry.forge.token_env):
-                forge_tokens[entry.forge.token_env] = base_env[entry.forge.token_env]
-    work = RepoWork(
-        settings.layout,
-        secrets=(*settings.secrets, *forge_tokens.values()),
-        env={name: base_env[name] for name in GIT_VARIABLES if name in base_env},
-    )
-    return RepoTasks(store, work, settings.layout, forge_tokens=forge_tokens)
+                tokens[entry.forge.token_env] = base_env[entry.forge.token_env]
+    return tokens
 
 
 def heartbeat_interval(settings: Settings, base_env: Mapping[str, str]) -> float:
@@ -401,15 +435,15 @@ def stop_when_failed(task: asyncio.Task[None], stop: asyncio.Event) -> None:
 
 @contextlib.asynccontextmanager
 async def pruning(
-    settings: Settings, store: Store, stop: asyncio.Event, *, enabled: bool
+    settings: Settings, store: Store, stop: asyncio.Event, alerts: AlertWatch, *, enabled: bool
 ) -> AsyncIterator[None]:
     """Run retention (``swarmd.daemon.retention``) once a day as the side task ``retention``
-    while the block runs; not for ``run-ticket``'s in-process daemon."""
+    while the block runs, its passes alerted; not for ``run-ticket``'s in-process daemon."""
     if not enabled:
         yield
         return
     pruner = Pruner(store, settings.layout, RetentionPolicy.from_settings(settings))
-    runner = asyncio.create_task(run_retention(pruner), name="retention")
+    runner = asyncio.create_task(run_retention(pruner, alerts=alerts), name="retention")
     runner.add_done_callback(lambda task: stop_when_failed(task, stop))
     try:
         yield

@@ -109,6 +109,20 @@ def llm_tries(result: Mapping[str, Any] | None) -> Iterator[tuple[str, str]]:
                 yield str(attempt.get("model") or "unknown"), str(attempt.get("outcome") or "")
 
 
+def llm_latencies(result: Mapping[str, Any] | None) -> Iterator[tuple[str, float]]:
+    """(model, seconds) for every answered request an attempt's result reports."""
+    for report in _llm_reports(result):
+        tries = report.get("tries")
+        if not isinstance(tries, list):
+            continue
+        for attempt in tries:
+            if not isinstance(attempt, Mapping) or attempt.get("outcome") != "ok":
+                continue
+            latency = attempt.get("latency_s")
+            if isinstance(latency, int | float) and not isinstance(latency, bool):
+                yield str(attempt.get("model") or "unknown"), float(latency)
+
+
 def _llm_reports(result: Mapping[str, Any] | None) -> Iterator[Mapping[str, Any]]:
     if not isinstance(result, Mapping):
         return
