@@ -346,6 +346,13 @@ class Settings(BaseSettings):
         return self.layout.database
 
     @property
+    def store_exists(self) -> bool:
+        """Whether the queue has been created: a shared database always is (by whoever
+        connected first); a home's file only once something was submitted."""
+        location = self.store_location
+        return location.exists() if isinstance(location, Path) else True
+
+    @property
     def agents_path(self) -> Path:
         return self.agents_file or self.layout.agents
 

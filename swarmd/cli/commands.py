@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from swarmd.addresses import mask_database_url
 from swarmd.agents.registry import AgentRegistry, load_agent_registry
 from swarmd.cli.failures import FAILED_STATES, failure_lines, task_failures
 from swarmd.cli.progress import ProgressPrinter, exit_code_for, follow_ticket
@@ -187,7 +188,7 @@ async def resolve_ticket_ref(
 def require_database(settings: Settings, ticket_id: int) -> None:
     """A home with no database yet has no ticket ``ticket_id``: ``NotFoundError`` at once,
     before anything (a database, a log) is created looking for it."""
-    if not settings.layout.database.exists():
+    if not settings.store_exists:
         raise NotFoundError(f"there is no ticket {ticket_id}")
 
 
@@ -292,9 +293,21 @@ def verify_archive(path: Path) -> list[str]:
     return check(path)
 
 
+def refuse_on_postgres(settings: Settings, verb: str) -> None:
+    """``backup`` and ``restore`` copy a home's SQLite file; a fleet's database is not one."""
+    location = settings.store_location
+    if isinstance(location, str):
+        raise InputError(
+            f"the queue is in PostgreSQL ({mask_database_url(location)}): {verb} it with "
+            "PostgreSQL's own tools (pg_dump --format=custom, pg_restore); swarmd "
+            f"{verb} copies a home's SQLite file"
+        )
+
+
 def backup(settings: Settings, path: Path, *, overwrite: bool) -> BackupResult:
     from swarmd.store.backup import backup_database
 
+    refuse_on_postgres(settings, "backup")
     return backup_database(settings.layout.database, path, overwrite=overwrite)
 
 
@@ -302,6 +315,7 @@ def restore(settings: Settings, path: Path) -> RestoreResult:
     """Put a backup in place of the database; refused while a daemon runs on the home."""
     from swarmd.store.backup import restore_database
 
+    refuse_on_postgres(settings, "restore")
     pid = running_daemon_pid(settings.layout)
     if pid is not None:
         who = f" (pid {pid})" if pid > 0 else ""
@@ -323,7 +337,7 @@ def restore(settings: Settings, path: Path) -> RestoreResult:
 
 
 async def list_tickets(settings: Settings, *, state: str | None, limit: int) -> list[Ticket]:
-    if not settings.layout.database.exists():
+    if not settings.store_exists:
         return []  # a new home: nothing submitted, and looking creates nothing
     async with await Store.open(settings.store_location) as store:
         return await store.list_tickets(state=TicketState(state) if state else None, limit=limit)
@@ -346,7 +360,7 @@ async def prune(
     from swarmd.cli.prune_view import PruneOutcome
     from swarmd.daemon.retention import Pruner, PruneReport, RetentionPolicy
 
-    if not settings.layout.database.exists():
+    if not settings.store_exists:
         return PruneOutcome(PruneReport(dry_run=dry_run), settings.home)  # a new home
     policy = RetentionPolicy.from_settings(settings)
     if older_than is not None:

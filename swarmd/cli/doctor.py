@@ -84,7 +84,12 @@ async def diagnose(
             *unknown,
             check_systemd_unit(options.systemd_unit),
         ]
-    database = check_database_file(settings.layout.database)
+    location = settings.store_location
+    database = (
+        check_database_file(location)
+        if isinstance(location, Path)
+        else await asyncio.to_thread(check_database_server, location)
+    )
     findings = [
         Finding("settings", Level.OK, f"loaded; home {settings.home}"),
         *unknown,
@@ -224,6 +229,32 @@ def check_database_file(db_path: Path) -> Finding:
     detail = f"{found.describe()}, {format_size(found.size_bytes)}"
     if found.notes:
         detail += f"; {found.notes[0]}"
+    return Finding("database", Level.OK, detail)
+
+
+def check_database_server(url: str) -> Finding:
+    """A fleet's PostgreSQL database: reachable, which server, which schema."""
+    from swarmd.addresses import mask_database_url
+    from swarmd.store.postgres.connection import probe
+    from swarmd.store.postgres.schema import LATEST_VERSION
+
+    shown = mask_database_url(url)
+    try:
+        server, schema = probe(url)
+    except SwarmdError as exc:
+        return Finding("database", Level.FAIL, str(exc), "check SWARMD_DATABASE_URL and the server")
+    detail = f"{shown}: PostgreSQL {server}, schema version {schema}"
+    if schema > LATEST_VERSION:
+        return Finding(
+            "database",
+            Level.FAIL,
+            f"{detail}, newer than the {LATEST_VERSION} this swarmd knows",
+            "upgrade swarmd on this host",
+        )
+    if schema < LATEST_VERSION:
+        return Finding(
+            "database", Level.OK, f"{detail}; migrated to {LATEST_VERSION} by the next daemon"
+        )
     return Finding("database", Level.OK, detail)
 
 
@@ -410,7 +441,7 @@ async def check_daemon(
             f"pid {pid} runs on a database that failed its check",
             "stop it (systemctl stop swarmd), then swarmd restore BACKUP",
         )
-    beat = await _read_heartbeat(settings.layout.database)
+    beat = await _read_heartbeat(settings)
     if beat is None:
         return Finding(
             "daemon",
@@ -429,13 +460,17 @@ async def check_daemon(
     return Finding("daemon", Level.OK, f"pid {pid}, heartbeat {age:.1f} s ago")
 
 
-async def _read_heartbeat(db_path: Path) -> dict[str, Any] | None:
+async def _read_heartbeat(settings: Settings) -> dict[str, Any] | None:
+    from swarmd.cli.status_report import FLEET_HORIZON_SECONDS, this_homes_beat
     from swarmd.store import Store
 
-    if not db_path.exists():
+    if not settings.store_exists:
         return None
     try:
-        async with await Store.open(db_path) as store:
+        async with await Store.open(settings.store_location) as store:
+            if store.kind == "postgresql":
+                fleet = await store.fleet(FLEET_HORIZON_SECONDS)
+                return this_homes_beat(fleet, str(settings.home))
             return await store.read_heartbeat()
     except SwarmdError:
         return None

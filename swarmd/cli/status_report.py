@@ -6,10 +6,13 @@ created.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from swarmd.addresses import mask_database_url
 from swarmd.config import Settings
 from swarmd.home import heartbeat_is_stale, running_daemon_pid
 from swarmd.store import Store
@@ -17,6 +20,7 @@ from swarmd.store.stats import StoreStats, WindowStats, start_of_day
 from swarmd.wire.report import UsageTotals
 
 STATUS_WINDOWS = {"5m": 300.0, "60m": 3600.0}
+FLEET_HORIZON_SECONDS = 300.0  # daemons heard from this recently are shown
 NO_DAEMON_EXIT = 3
 STALE_EXIT = 1
 
@@ -26,7 +30,12 @@ async def gather_status(settings: Settings) -> dict[str, Any]:
     layout = settings.layout
     pid = running_daemon_pid(layout) if layout.root.is_dir() else None
     daemon: dict[str, Any] = {"running": pid is not None, "pid": pid}
-    database = {"path": str(layout.database), "exists": layout.database.exists()}
+    location = settings.store_location
+    database: dict[str, Any] = (
+        {"path": str(location), "exists": location.exists()}
+        if isinstance(location, Path)
+        else {"url": mask_database_url(location), "exists": True}
+    )
     if not database["exists"]:
         return {
             "exit_code": NO_DAEMON_EXIT if pid is None else 0,
@@ -43,9 +52,14 @@ async def gather_status(settings: Settings) -> dict[str, Any]:
             "usage_today": describe_usage(UsageTotals.from_results([])),
         }
     now = time.time()
-    async with await Store.open(layout.database) as store:
+    fleet: list[dict[str, Any]] | None = None
+    async with await Store.open(location) as store:
         queue = await store.queue_depth()
-        beat = await store.read_heartbeat()
+        if store.kind == "postgresql":
+            fleet = await store.fleet(FLEET_HORIZON_SECONDS)
+            beat = this_homes_beat(fleet, str(settings.home))
+        else:
+            beat = await store.read_heartbeat()
         stats = StoreStats(store.database)
         windows = await stats.attempt_windows(list(STATUS_WINDOWS.values()))
         usage = UsageTotals.from_results(await stats.results_since(start_of_day(now)))
@@ -65,7 +79,7 @@ async def gather_status(settings: Settings) -> dict[str, Any]:
         exit_code = STALE_EXIT if stale else 0
     elif pid is not None:
         daemon["stale"] = False
-    return {
+    report: dict[str, Any] = {
         "exit_code": exit_code,
         "daemon": daemon,
         "database": database,
@@ -79,6 +93,34 @@ async def gather_status(settings: Settings) -> dict[str, Any]:
         },
         "usage_today": describe_usage(usage),
     }
+    if fleet is not None:
+        report["fleet"] = [
+            {
+                "host": member["host"],
+                "home": member["home"],
+                "pid": member["pid"],
+                "heartbeat_age_s": member["heartbeat_age_s"],
+                "workers": len(member["status"].get("workers", [])),
+                "running": member["running"],
+            }
+            for member in fleet
+        ]
+    return report
+
+
+def this_homes_beat(fleet: list[dict[str, Any]], home: str) -> dict[str, Any] | None:
+    """This home's daemon among a fleet's, as a heartbeat row reads."""
+    host = socket.gethostname()
+    for member in fleet:
+        if member["host"] == host and member["home"] == home:
+            return {
+                "pid": member["pid"],
+                "started_at": member["started_at"],
+                "heartbeat_at": time.time() - member["heartbeat_age_s"],
+                "version": member["version"],
+                "status": member["status"],
+            }
+    return None
 
 
 def _no_attempts(window_s: float) -> WindowStats:

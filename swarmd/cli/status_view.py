@@ -79,6 +79,16 @@ def status_renderables(report: dict[str, Any], width: int = 80) -> list[Any]:
     if database and not database.get("exists"):
         parts += wrapped("database: ", [f"none yet at {printable(database['path'])}"], width)
         return parts
+    for member in report.get("fleet") or []:
+        units = [
+            Text(f"{member['host']}:{member['home']}"),
+            Text(f"pid {member['pid']}"),
+            Text(f"heartbeat {member['heartbeat_age_s']:.1f}s ago"),
+            Text(f"{member['workers']} workers"),
+        ]
+        if member["running"]:
+            units.append(Text("running " + " ".join(member["running"][:6])))
+        parts += wrapped("fleet: ", units, width)
     parts += wrapped("queue: ", queue_units(report["queue"]), width)
     gate = report.get("gate")
     if gate is not None:

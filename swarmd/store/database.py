@@ -201,6 +201,10 @@ class Database:
         row = await self.read(lambda txn: txn.fetch_one("PRAGMA user_version"), inline=True)
         return int(row[0]) if row else 0
 
+    async def fleet(self, horizon_seconds: float) -> list[dict[str, Any]]:
+        """One daemon per file: its heartbeat row says all there is."""
+        return []
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"the store for {self.path} is already closed")

@@ -413,6 +413,11 @@ class Store(TicketWrites, RepoRecords, RetentionRecords):
         leases = self._db.leases
         return set(tokens) if leases is None else await leases.renew(tokens)
 
+    async def fleet(self, horizon_seconds: float) -> list[dict[str, Any]]:
+        """Every daemon of a shared database heard from within ``horizon_seconds``, with the
+        tasks each runs; empty on a database of one daemon (its row is the heartbeat)."""
+        return await self._db.fleet(horizon_seconds)
+
     async def reap_expired_leases(self) -> list[int]:
         """Put the tasks whose attempt's lease expired back to ready (any daemon may)."""
         leases = self._db.leases

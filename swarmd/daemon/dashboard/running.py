@@ -37,7 +37,7 @@ async def running_dashboard(
         yield None
         return
     redactor = Redactor(secrets)
-    store = await Store.open(settings.layout.database)
+    store = await Store.open(settings.store_location)
     try:
         facts = DaemonFacts(
             pid=os.getpid(),

@@ -400,3 +400,21 @@ def migrate(conn: psycopg.Connection[Any], shown: str) -> None:
                 conn.execute("INSERT INTO swarmd_schema (version) VALUES (%s)", (number,))
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+def probe(url: str) -> tuple[str, int]:
+    """The server's version and the schema version of the database, without migrating it:
+    what ``swarmd doctor`` shows. ``StoreError`` when it cannot connect."""
+    shown = mask_database_url(url)
+    try:
+        with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            server = str(row[0]) if row else "unknown"
+            found = conn.execute("SELECT to_regclass('swarmd_schema') IS NOT NULL").fetchone()
+            schema = 0
+            if found and found[0]:
+                latest = conn.execute("SELECT max(version) FROM swarmd_schema").fetchone()
+                schema = int(latest[0]) if latest and latest[0] is not None else 0
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to the database {shown}: {_reason(exc)}") from exc
+    return server, schema
