@@ -201,7 +201,9 @@ async def _serve_locked(
         install_reload_handler(reload_agents)
     layout = settings.layout
     permits = PermitService(
-        settings.api_rate_limit_rpm, limit_key=provider_config(settings).provider_name
+        settings.api_rate_limit_rpm,
+        limit_key=provider_config(settings).provider_name,
+        fleet=store.shared_rates,
     )
     repos = repo_tasks(settings, store, base_env)
     deliveries = DeliveryQueue(store, layout, only_ticket=only_ticket, repos=repos)

@@ -120,11 +120,37 @@ class Leases(Protocol):
     async def close(self) -> None: ...
 
 
+class SharedSlot(Protocol):
+    """A slot taken (``delay`` before the request may go), or why not."""
+
+    @property
+    def delay(self) -> float | None: ...
+
+    @property
+    def paused_s(self) -> float | None: ...
+
+    @property
+    def wait_s(self) -> float | None: ...
+
+
+class SharedRates(Protocol):
+    """A fleet's rate-limit buckets (``swarmd.store.postgres.limits``)."""
+
+    async def take(
+        self, key: str, *, interval: float, burst: int, max_wait: float
+    ) -> SharedSlot: ...
+
+    async def pause(self, key: str, seconds: float) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class Backend(Protocol):
     """A database the store runs its verbs on."""
 
     kind: BackendKind
     leases: Leases | None  # None: one daemon per database, its attempts known by pid
+    rates: SharedRates | None  # None: the daemon's own limiter is the only one
 
     @property
     def name(self) -> str:

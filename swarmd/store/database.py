@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from swarmd.errors import StoreError
-from swarmd.store.backend import BackendKind, Leases, Row, Transaction
+from swarmd.store.backend import BackendKind, Leases, Row, SharedRates, Transaction
 from swarmd.store.schema import LATEST_VERSION, MIGRATIONS
 
 BUSY_TIMEOUT_MS = 5000
@@ -155,6 +155,7 @@ class Database:
     ) -> None:
         self.kind: BackendKind = "sqlite"
         self.leases: Leases | None = None
+        self.rates: SharedRates | None = None
         self.path = path
         self._inline = inline
         self._worker = worker

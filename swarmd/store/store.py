@@ -32,7 +32,7 @@ from swarmd.models import (
     TicketState,
 )
 from swarmd.store import queries
-from swarmd.store.backend import Backend, LeaseHolder, Transaction
+from swarmd.store.backend import Backend, LeaseHolder, SharedRates, Transaction
 from swarmd.store.backoff import retry_delay
 from swarmd.store.database import Database
 from swarmd.store.repo_records import RepoRecords
@@ -412,6 +412,11 @@ class Store(TicketWrites, RepoRecords, RetentionRecords):
         of one daemon there are no leases: every token is held."""
         leases = self._db.leases
         return set(tokens) if leases is None else await leases.renew(tokens)
+
+    @property
+    def shared_rates(self) -> SharedRates | None:
+        """The fleet's rate-limit buckets, for a daemon on a shared database."""
+        return self._db.rates
 
     async def fleet(self, horizon_seconds: float) -> list[dict[str, Any]]:
         """Every daemon of a shared database heard from within ``horizon_seconds``, with the

@@ -36,9 +36,17 @@ from psycopg.rows import RowMaker
 
 from swarmd.addresses import mask_database_url
 from swarmd.errors import StoreError
-from swarmd.store.backend import BackendKind, LeaseHolder, Leases, Row, Transaction
+from swarmd.store.backend import (
+    BackendKind,
+    LeaseHolder,
+    Leases,
+    Row,
+    SharedRates,
+    Transaction,
+)
 from swarmd.store.postgres.dialect import to_postgres
 from swarmd.store.postgres.leases import FLEET, RUNNING_BY_HOST, PostgresLeases
+from swarmd.store.postgres.limits import RateBuckets
 from swarmd.store.postgres.listener import Listener
 from swarmd.store.postgres.schema import LATEST_VERSION, MIGRATION_LOCK, MIGRATIONS
 
@@ -170,6 +178,7 @@ class PostgresDatabase:
         self.leases: Leases | None = (
             PostgresLeases(url, lease, KEEPALIVES) if lease is not None else None
         )
+        self.rates: SharedRates | None = RateBuckets(url, KEEPALIVES) if lease is not None else None
         self._closed = False
 
     @property
@@ -204,6 +213,8 @@ class PostgresDatabase:
         await self._listener.close()
         if self.leases is not None:
             await self.leases.close()
+        if self.rates is not None:
+            await self.rates.close()
         await asyncio.get_running_loop().run_in_executor(self._executor, self._pool.close)
         self._executor.shutdown(wait=False)
 

@@ -164,14 +164,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             at        DOUBLE PRECISION NOT NULL
         )
         """,
-        # One bucket per provider, shared by every host: tokens refill at `rate` a second up
-        # to `burst`; `paused_until` is a 429's Retry-After, for the whole fleet.
+        # One rate-limit bucket per provider, shared by every host: the theoretical arrival
+        # time of its next request (a GCRA, as ``swarmd.llm.limits.RateLimiter`` keeps in
+        # memory) and the pause a 429's Retry-After set, both in seconds of the database's
+        # clock.
         """
         CREATE TABLE rate_buckets (
             provider     TEXT PRIMARY KEY,
-            tokens       DOUBLE PRECISION NOT NULL,
-            updated_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
-            paused_until TIMESTAMPTZ
+            tat          DOUBLE PRECISION NOT NULL DEFAULT 0,
+            paused_until DOUBLE PRECISION
         )
         """,
         # Work made ready (or cancelled) wakes every daemon: the statement that made it notifies, in
