@@ -73,6 +73,9 @@ class Transaction:
         """Make every other transaction that changes this ticket's tasks wait for this one,
         so a ticket's last two tasks finishing at once cannot both see the other running."""
 
+    def lock_ticket_of_attempt(self, attempt_id: int) -> None:
+        """``lock_ticket`` for the ticket of an attempt, before its task changes state."""
+
     def hold_attempt(self, attempt_id: int) -> bool:
         """Lock the open attempt against the lease reaper; False if its lease has expired
         (the reaper owns it now, and its result must be refused)."""

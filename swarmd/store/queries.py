@@ -128,10 +128,6 @@ CURRENT_ATTEMPT_BY_TOKEN = f"""
     WHERE a.id = ? AND a.token = ? AND a.ended_at IS NULL AND t.current_attempt_id = a.id
 """
 
-TICKET_OF_ATTEMPT = """
-    SELECT t.ticket_id FROM attempts AS a JOIN tasks AS t ON t.id = a.task_id WHERE a.id = ?
-"""
-
 CLOSE_ATTEMPT = """
     UPDATE attempts SET ended_at = ?, exit_reason = ?, error = ?, result = ?
     WHERE id = ?

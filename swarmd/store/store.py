@@ -322,9 +322,8 @@ class Store(TicketWrites, RepoRecords, RetentionRecords):
         The ticket's row is locked first, then the attempt's, so that the ticket's other
         tasks, and a lease reaper, wait for this verb (the backend's hooks)."""
         attempt_id = attempt_id_of(token)
-        ticket = txn.fetch_one(queries.TICKET_OF_ATTEMPT, (attempt_id,))
-        if ticket is not None:
-            txn.lock_ticket(ticket[0])
+        if attempt_id is not None:
+            txn.lock_ticket_of_attempt(attempt_id)
         row = txn.fetch_one(queries.CURRENT_ATTEMPT_BY_TOKEN, (attempt_id, token))
         if row is None:
             raise StaleAttemptError(

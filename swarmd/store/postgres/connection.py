@@ -62,6 +62,12 @@ KEEPALIVES: dict[str, Any] = {
 }
 
 LOCK_TICKET = "SELECT id FROM tickets WHERE id = %s FOR UPDATE"
+LOCK_TICKET_OF_ATTEMPT = """
+    SELECT id FROM tickets
+    WHERE id = (SELECT t.ticket_id FROM attempts AS a JOIN tasks AS t ON t.id = a.task_id
+                WHERE a.id = %s)
+    FOR UPDATE
+"""
 HOLD_ATTEMPT = """
     SELECT lease_expires_at IS NULL OR lease_expires_at > now()
     FROM attempts WHERE id = %s AND ended_at IS NULL FOR UPDATE
@@ -126,6 +132,9 @@ class PostgresTransaction(Transaction):
 
     def lock_ticket(self, ticket_id: int) -> None:
         self._cursor.execute(LOCK_TICKET, (ticket_id,))
+
+    def lock_ticket_of_attempt(self, attempt_id: int) -> None:
+        self._cursor.execute(LOCK_TICKET_OF_ATTEMPT, (attempt_id,))
 
     def hold_attempt(self, attempt_id: int) -> bool:
         self._cursor.execute(HOLD_ATTEMPT, (attempt_id,))
