@@ -15,6 +15,11 @@ comes and goes falls on both sides alike.
 
 Targets: claim p99 at ~100k queued within 2x of p99 at ~1k; our claim+complete throughput
 at least huey's enqueue+dequeue throughput.
+
+4. the two backends (``--backends``, or alone with ``--backends-only``): claim+complete
+   throughput with 1, 8 and 32 claimers at once (each its own store, as daemons are), and
+   the claim latency they see, on SQLite and on PostgreSQL (a server started in a
+   temporary directory, as the tests start theirs), alternating the two, three rounds each.
 """
 
 from __future__ import annotations
@@ -227,12 +232,98 @@ def print_table(report: dict[str, Any]) -> None:
     print(f"load average: {load['load_average_at_start']} -> {load['load_average_at_end']}")
 
 
+CONCURRENCY = (1, 8, 32)
+BACKEND_TASKS = 3000
+BACKEND_ROUNDS = 3
+
+
+async def claim_and_complete_together(location: Path | str, claimers: int) -> dict[str, float]:
+    """``claimers`` stores claim and complete one queue of ``BACKEND_TASKS`` tasks at once."""
+    async with await Store.open(location) as submitter:
+        await submitter.submit_ticket(wide_ticket(0, BACKEND_TASKS))
+    stores = [await Store.open(location) for _ in range(claimers)]
+    claims: list[float] = []
+
+    async def claimer(store: Store) -> None:
+        while True:
+            before = time.perf_counter()
+            claimed = await store.claim_ready_task()
+            claims.append(time.perf_counter() - before)
+            if claimed is None:
+                return
+            await store.complete_attempt(claimed.attempt.token)
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(claimer(store) for store in stores))
+        elapsed = time.perf_counter() - started
+    finally:
+        for store in stores:
+            await store.close()
+    return {
+        "tasks_per_s": BACKEND_TASKS / elapsed,
+        "claim_p50_us": percentile(claims, 0.5) * 1e6,
+        "claim_p99_us": percentile(claims, 0.99) * 1e6,
+    }
+
+
+async def compare_backends(directory: Path) -> dict[str, Any]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.support.postgres import find_bindir, start_server
+
+    if find_bindir() is None:
+        raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
+    server = start_server()
+    results: dict[str, Any] = {"sqlite": {}, "postgresql": {}}
+    try:
+        for claimers in CONCURRENCY:
+            runs: dict[str, list[dict[str, float]]] = {"sqlite": [], "postgresql": []}
+            for round_ in range(BACKEND_ROUNDS):
+                sqlite_path = directory / f"backends-{claimers}-{round_}.db"
+                runs["sqlite"].append(await claim_and_complete_together(sqlite_path, claimers))
+                url = server.new_database()
+                runs["postgresql"].append(await claim_and_complete_together(url, claimers))
+            for backend, samples in runs.items():
+                results[backend][str(claimers)] = {
+                    name: round(sorted(sample[name] for sample in samples)[len(samples) // 2], 1)
+                    for name in samples[0]
+                }
+    finally:
+        server.clean_up()
+    return results
+
+
+def print_backends(backends: dict[str, Any]) -> None:
+    print("\nclaim+complete, N claimers at once (median of rounds):")
+    print(f"{'claimers':>9} {'backend':>11} {'tasks/s':>9} {'claim p50':>11} {'claim p99':>11}")
+    for claimers in CONCURRENCY:
+        for backend in ("sqlite", "postgresql"):
+            row = backends[backend][str(claimers)]
+            print(
+                f"{claimers:>9} {backend:>11} {row['tasks_per_s']:>9.0f} "
+                f"{row['claim_p50_us']:>9.0f}us {row['claim_p99_us']:>9.0f}us"
+            )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--per-ticket", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--backends", action="store_true", help="also compare the backends")
+    parser.add_argument("--backends-only", action="store_true", help="only compare them")
     args = parser.parse_args()
+    if args.backends_only:
+        report_only: dict[str, Any] = {"machine": machine()}
+        with tempfile.TemporaryDirectory(prefix="swarmd-bench-") as scratch:
+            report_only["backends"] = await compare_backends(Path(scratch))
+        report_only["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        out = RESULTS.with_name("queue_backends.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report_only, indent=2) + "\n")
+        print_backends(report_only["backends"])
+        print(f"\nwrote {out}")
+        return
     if args.tasks < 2 * LATENCY_SAMPLES:
         parser.error(f"--tasks must be at least {2 * LATENCY_SAMPLES}")
 
@@ -252,12 +343,16 @@ async def main() -> None:
             remaining = args.tasks - LATENCY_SAMPLES
             await measure_throughput(deep, storage, remaining, args.rounds, timings)
         storage.close()
+        if args.backends:
+            report["backends"] = await compare_backends(directory)
 
     report.update(summarize(timings, args.tasks, args.per_ticket, submit))
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
+    if "backends" in report:
+        print_backends(report["backends"])
     print(f"\nwrote {RESULTS}")
 
 

@@ -65,3 +65,16 @@ def test_the_claim_skips_rows_another_claim_holds() -> None:
     rewritten = to_postgres(queries.WHERE_NEXT_READY)
     assert "FOR UPDATE SKIP LOCKED" in rewritten
     assert "FOR UPDATE SKIP LOCKED" in to_postgres(queries.WHERE_NEXT_READY_OF_TICKET)
+
+
+def test_a_set_of_ids_is_compared_with_an_array_the_index_can_take() -> None:
+    assert to_postgres("SELECT 1 FROM tasks WHERE id IN (SELECT value FROM json_each(?))") == (
+        "SELECT 1 FROM tasks WHERE id = ANY(ARRAY(SELECT value::bigint "
+        "FROM json_array_elements_text(%s::json) AS value))"
+    )
+    assert "a.token = ANY(ARRAY(SELECT value::text" in to_postgres(
+        "a.token IN (SELECT value FROM json_each(?))"
+    )
+    assert "id <> ALL(ARRAY(SELECT value::bigint" in to_postgres(
+        "id NOT IN (SELECT value FROM json_each(?))"
+    )

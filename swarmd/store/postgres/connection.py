@@ -388,7 +388,6 @@ def _open_pool(url: str, size: int) -> psycopg_pool.ConnectionPool[psycopg.Conne
             max_size=size,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS, **KEEPALIVES},
             configure=_configure,
-            check=psycopg_pool.ConnectionPool.check_connection,
             open=False,
             name="swarmd",
         )

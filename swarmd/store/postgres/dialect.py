@@ -6,7 +6,10 @@ store (``tests/store/test_dialect.py``):
 
 - ``?`` placeholders become ``%s`` (and a literal ``%`` becomes ``%%``);
 - a set of ids or tokens passed as one JSON array, ``x IN (SELECT value FROM json_each(?))``,
-  is unpacked with ``json_array_elements_text`` and cast to the column's type;
+  is unpacked with ``json_array_elements_text``, cast to the column's type, and compared
+  with ``= ANY(ARRAY(...))``: the planner cannot tell how long the array is, and for
+  ``IN (subquery)`` guesses long enough to scan the whole table; ``= ANY`` of an array
+  takes the index;
 - SQLite's two-argument ``MAX(a, b)`` is ``GREATEST(a, b)``;
 - ``json_group_array`` is ``json_agg`` (as text, ``[]`` when empty);
 - the claim's pick of the next ready task takes the row with ``FOR UPDATE SKIP LOCKED``,
@@ -20,7 +23,7 @@ from __future__ import annotations
 import functools
 import re
 
-_ID_SET = re.compile(r"([\w.]+) IN \(SELECT value FROM json_each\(\?\)\)")
+_ID_SET = re.compile(r"([\w.]+) (NOT )?IN \(SELECT value FROM json_each\(\?\)\)")
 _PAIRWISE_MAX = re.compile(r"\bMAX\((value|COALESCE)\b")
 _NEXT_READY = re.compile(r"(ORDER BY priority DESC, id LIMIT 1)\)")
 
@@ -38,9 +41,13 @@ _REWRITES = (
 
 
 def _id_set(match: re.Match[str]) -> str:
-    column = match.group(1)
+    column, negated = match.group(1), match.group(2)
     cast = "text" if column.endswith("token") else "bigint"
-    return f"{column} IN (SELECT value::{cast} FROM json_array_elements_text(?::json) AS value)"
+    test = "<> ALL" if negated else "= ANY"
+    return (
+        f"{column} {test}(ARRAY(SELECT value::{cast} "
+        "FROM json_array_elements_text(?::json) AS value))"
+    )
 
 
 @functools.lru_cache(maxsize=512)

@@ -175,27 +175,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             paused_until DOUBLE PRECISION
         )
         """,
-        # Work made ready (or cancelled) wakes every daemon: the statement that made it notifies, in
-        # its own transaction (delivered at commit, once per transaction).
+        # Work made ready (or cancelled) wakes every daemon: the statement that made it
+        # notifies, in its own transaction (delivered at commit, once per transaction). A
+        # row trigger with a WHEN clause: a claim or a completion calls nothing.
         """
         CREATE FUNCTION swarmd_notify_ready() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            IF EXISTS (SELECT 1 FROM changed WHERE state IN ('ready', 'cancelled')) THEN
-                PERFORM pg_notify('swarmd_ready', '');
-            END IF;
+            PERFORM pg_notify('swarmd_ready', '');
             RETURN NULL;
         END
         $$
         """,
         """
-        CREATE TRIGGER tasks_ready_on_insert AFTER INSERT ON tasks
-        REFERENCING NEW TABLE AS changed
-        FOR EACH STATEMENT EXECUTE FUNCTION swarmd_notify_ready()
+        CREATE TRIGGER tasks_ready_on_insert AFTER INSERT ON tasks FOR EACH ROW
+        WHEN (NEW.state IN ('ready', 'cancelled'))
+        EXECUTE FUNCTION swarmd_notify_ready()
         """,
         """
-        CREATE TRIGGER tasks_ready_on_update AFTER UPDATE ON tasks
-        REFERENCING NEW TABLE AS changed
-        FOR EACH STATEMENT EXECUTE FUNCTION swarmd_notify_ready()
+        CREATE TRIGGER tasks_ready_on_update AFTER UPDATE OF state ON tasks FOR EACH ROW
+        WHEN (NEW.state IN ('ready', 'cancelled') AND OLD.state IS DISTINCT FROM NEW.state)
+        EXECUTE FUNCTION swarmd_notify_ready()
         """,
     ),
 )
