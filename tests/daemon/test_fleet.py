@@ -53,6 +53,12 @@ def rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in conn.execute(sql, params).fetchall()]
 
 
+def running_on(url: str, daemon: Daemon) -> bool:
+    """Whether ``daemon`` holds an open attempt."""
+    sql = "SELECT COUNT(*) FROM attempts WHERE ended_at IS NULL AND lease_home = %s"
+    return bool(rows(url, sql, str(daemon.home))[0][0])
+
+
 def ticket_state(url: str, ticket_id: int) -> str:
     return str(rows(url, "SELECT state FROM tickets WHERE id = %s", ticket_id)[0][0])
 

@@ -63,3 +63,19 @@ async def test_a_server_that_is_not_there_is_one_sentence(postgres: PostgresServ
     message = str(raised.value)
     assert "cannot use the database" in message and "hunter2" not in message
     assert "\n" not in message
+
+
+async def test_two_submits_of_one_key_at_once_make_one_ticket(postgres_url: str) -> None:
+    stores = [await Store.open(postgres_url) for _ in range(4)]
+    try:
+        for round_ in range(5):
+            spec = ticket("a", "b")
+            key = f"same-{round_}"
+            results = await asyncio.gather(
+                *(store.submit_ticket(spec, key=key) for store in stores)
+            )
+            assert len({result.ticket_id for result in results}) == 1
+            assert sorted(result.created for result in results) == [False, False, False, True]
+    finally:
+        for store in stores:
+            await store.close()

@@ -150,6 +150,14 @@ class PostgresTransaction(Transaction):
         )
 
 
+MAX_CONFLICT_RETRIES = 5
+_RETRYABLE = (
+    pg_errors.DeadlockDetected,
+    pg_errors.SerializationFailure,
+    pg_errors.UniqueViolation,
+)
+
+
 class _Abandoned(Exception):
     """Raised on a pool thread to roll back a transaction whose caller was cancelled."""
 
@@ -313,19 +321,27 @@ class PostgresDatabase:
     ) -> T:
         deadline = time.monotonic() + self._reconnect_seconds
         pause = 0.05
+        conflicts = 0
         while True:
             try:
                 return self._transact_once(body, read_only, snapshot, abandoned)
-            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
-                time.sleep(pause)
+            except _RETRYABLE:
+                # Another transaction won a race (a deadlock, or two submits of one
+                # idempotency key): run the body again, which sees what the other did.
+                conflicts += 1
+                if conflicts > MAX_CONFLICT_RETRIES:
+                    raise
+                time.sleep(pause * conflicts)
             except _CommitFailed as failed:
                 raise StoreError(
                     f"the connection to {self.name} was lost while committing; "
                     "the change may or may not have been made"
                 ) from failed.__cause__
-            except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+                # Anything else (a constraint, a syntax error) is a bug in swarmd, not a
+                # property of the database: it keeps its own type, and its traceback.
                 if not (_is_disconnect(exc) or isinstance(exc, psycopg_pool.PoolTimeout)):
-                    raise StoreError(f"the database {self.name} failed: {exc}") from exc
+                    raise StoreError(f"the database {self.name} failed: {_reason(exc)}") from exc
                 if time.monotonic() > deadline or abandoned():
                     raise StoreError(
                         f"cannot reach the database {self.name}: {_reason(exc)}"

@@ -15,17 +15,14 @@ that is gone: the daemon must learn in time that it can no longer renew (and fen
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import json
 from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
-from swarmd.addresses import mask_database_url
-from swarmd.errors import StoreError
 from swarmd.store.backend import LeaseHolder
+from swarmd.store.postgres.dedicated import DedicatedConnection
 
 RENEW = """
     UPDATE attempts SET lease_expires_at = now() + make_interval(secs => %s)
@@ -104,11 +101,11 @@ class PostgresLeases:
 
     def __init__(self, url: str, lease: LeaseHolder, keepalives: dict[str, Any]) -> None:
         self.holder = lease
-        self._url = url
-        self._keepalives = keepalives
-        self._conn: psycopg.Connection[Any] | None = None
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="swarmd-leases"
+        self._connection = DedicatedConnection(
+            url,
+            keepalives,
+            name="leases",
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
         )
 
     async def renew(self, tokens: Sequence[str]) -> set[str]:
@@ -140,41 +137,11 @@ class PostgresLeases:
         await self._run(CLEAR_DAEMON, (self.holder.owner,))
 
     async def close(self) -> None:
-        def close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, close)
-        self._executor.shutdown(wait=False)
-
-    def _execute_once(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(
-                self._url,
-                autocommit=True,
-                connect_timeout=3,
-                options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-                **self._keepalives,
-            )
-        cursor = self._conn.execute(sql, params)
-        return list(cursor.fetchall()) if cursor.description else []
+        await self._connection.close()
 
     async def _run(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._execute, sql, params)
+        def step(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            cursor = conn.execute(sql, params)
+            return list(cursor.fetchall()) if cursor.description else []
 
-    def _execute(self, sql: str, params: Any) -> list[tuple[Any, ...]]:
-        try:
-            try:
-                return self._execute_once(sql, params)
-            except psycopg.OperationalError:
-                # A connection the server dropped (a restart) fails its next statement:
-                # once, on a new connection, it is tried again.
-                if self._conn is not None and not self._conn.broken:
-                    raise
-                return self._execute_once(sql, params)
-        except psycopg.Error as exc:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise StoreError(
-                f"cannot reach the database {mask_database_url(self._url)}: {reason}"
-            ) from exc
+        return await self._connection.run(step)
