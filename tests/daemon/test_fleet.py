@@ -126,17 +126,7 @@ def test_a_killed_daemons_tasks_run_again_elsewhere_within_the_lease(
         ticket_id = submit(
             victim, tmp_path, layered_dag(8, 8, python_command("import time; time.sleep(4)"))
         )
-        wait_until(
-            lambda: (
-                rows(
-                    postgres_url,
-                    "SELECT COUNT(*) FROM attempts WHERE ended_at IS NULL AND lease_home = %s",
-                    str(victim.home),
-                )[0][0]
-                > 0
-            ),
-            timeout=60,
-        )
+        wait_until(lambda: running_on(postgres_url, victim), timeout=60)
         killed_at = time.time()
         victim.signal(signal.SIGKILL)
         victim.wait()
@@ -176,17 +166,7 @@ def test_a_daemon_stopped_past_its_lease_fences_itself_and_its_results_are_refus
         ticket_id = submit(
             sleeper, tmp_path, layered_dag(8, 8, python_command("import time; time.sleep(3)"))
         )
-        wait_until(
-            lambda: (
-                rows(
-                    postgres_url,
-                    "SELECT COUNT(*) FROM attempts WHERE ended_at IS NULL AND lease_home = %s",
-                    str(sleeper.home),
-                )[0][0]
-                > 0
-            ),
-            timeout=60,
-        )
+        wait_until(lambda: running_on(postgres_url, sleeper), timeout=60)
         sleeper.signal(signal.SIGSTOP)
         # Past its lease: the other daemon reaps and reruns the stopped daemon's tasks.
         wait_until(lambda: ticket_state(postgres_url, ticket_id) == "succeeded", timeout=120)
