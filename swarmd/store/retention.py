@@ -168,7 +168,10 @@ class RetentionRecords(StoreReads):
 
     async def reclaim_space(self) -> int:
         """Give the free pages back to the file system when the file is incremental; the
-        bytes given back (0 for an older file, whose free pages new rows reuse)."""
+        bytes given back (0 for an older file, whose free pages new rows reuse). A shared
+        PostgreSQL database is its server's to keep: autovacuum does it."""
+        if self._db.kind != "sqlite":
+            return 0
         before = await self.database_space()
         if before.auto_vacuum != "incremental" or before.free_pages == 0:
             return 0
@@ -180,7 +183,10 @@ class RetentionRecords(StoreReads):
 
     async def convert_to_incremental(self) -> int:
         """Rewrite the whole file once with ``VACUUM`` so it becomes incremental; the bytes
-        it shrank by. It holds the write lock throughout: only with the daemon stopped."""
+        it shrank by. It holds the write lock throughout: only with the daemon stopped.
+        Nothing to do on PostgreSQL."""
+        if self._db.kind != "sqlite":
+            return 0
         before = await self.database_space()
         await self._db.maintain("PRAGMA auto_vacuum = INCREMENTAL")
         await self._db.maintain("VACUUM")
