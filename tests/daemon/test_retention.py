@@ -32,7 +32,7 @@ POLICY = RetentionPolicy(
 
 @pytest.fixture
 def layout(store: Store) -> HomeLayout:
-    return HomeLayout(store.path.parent)
+    return HomeLayout(Path(store.name).parent)
 
 
 def write_files(layout: HomeLayout, ticket_id: int, task: str = "a") -> list[Path]:
@@ -115,7 +115,7 @@ async def test_each_kind_goes_when_its_own_limit_passes_and_not_before(
     report = await prune.prune()
     assert report.tickets_removed == [ticket_id]
     assert await store.list_tickets(limit=10) == []
-    with sqlite3.connect(store.path) as conn:
+    with sqlite3.connect(store.name) as conn:
         assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
         assert conn.execute("SELECT COUNT(*) FROM tasks").fetchone()[0] == 0
 

@@ -26,7 +26,7 @@ from tests.support.clock import FakeClock
 
 @pytest.fixture
 def layout(store: Store) -> HomeLayout:
-    return HomeLayout(store.path.parent)
+    return HomeLayout(Path(store.name).parent)
 
 
 def watch(store: Store, sink: RecordingSink) -> AlertWatch:
