@@ -59,7 +59,8 @@ class _CurrentAttempt:
 
 
 class Store(TicketWrites, RepoRecords, RetentionRecords):
-    """The durable queue of tickets and tasks in one SQLite file."""
+    """The durable queue of tickets and tasks: a SQLite file, or a fleet's PostgreSQL
+    database (``open`` chooses by the location)."""
 
     def __init__(
         self,
