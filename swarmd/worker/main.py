@@ -99,7 +99,10 @@ async def run_job(job: Job, calls: WorkerCalls) -> AgentResult:
     try:
         result = await run_agent(job, calls)
         if result.ok and not job.worktree:  # a worktree's work is the daemon's to commit
-            archive = await asyncio.to_thread(package_outputs, job, result.details)
+            if is_small_tree(Path(job.workspace)):
+                archive = package_outputs(job, result.details)
+            else:
+                archive = await asyncio.to_thread(package_outputs, job, result.details)
             result = AgentResult(ok=True, details={**result.details, "archive": archive})
         return result
     except Exception as exc:
@@ -139,6 +142,36 @@ async def run_agent(job: Job, calls: WorkerCalls) -> AgentResult:
 
         return await run_verify(job, calls, dict(os.environ))
     return AgentResult(ok=False, error=f"unknown agent kind {kind!r}", retryable=False)
+
+
+SMALL_TREE_FILES = 64
+SMALL_TREE_BYTES = 1024 * 1024
+
+
+def is_small_tree(root: Path) -> bool:
+    """Whether ``root`` holds at most ``SMALL_TREE_FILES`` entries and ``SMALL_TREE_BYTES``.
+
+    Such a workspace is archived on the loop (a few milliseconds at most, the heartbeats can
+    wait): a thread for it would cost more than the archive, in every task. A larger one is
+    archived on a thread, so that the heartbeats go on while it is written.
+    """
+    entries = 0
+    size = 0
+    pending = [root]
+    try:
+        while pending:
+            with os.scandir(pending.pop()) as listing:
+                for entry in listing:
+                    entries += 1
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(Path(entry.path))
+                    elif entry.is_file(follow_symlinks=False):
+                        size += entry.stat(follow_symlinks=False).st_size
+                    if entries > SMALL_TREE_FILES or size > SMALL_TREE_BYTES:
+                        return False
+    except OSError:
+        return False  # the archive itself reports what is wrong, from its thread
+    return True
 
 
 def package_outputs(job: Job, details: dict[str, object]) -> dict[str, object]:
