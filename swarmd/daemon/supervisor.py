@@ -94,6 +94,9 @@ class Supervisor:
         self._sessions: dict[str, tuple[WorkerSession, asyncio.Task[None]]] = {}
         self._wakeup = asyncio.Event()
         self._new_work = True
+        # Set when another process committed (a submit, cancel or retry): only then can a
+        # running task have been cancelled, or a retry been made due, behind our back.
+        self._outside_change = True
         self._next_heartbeat = 0.0
         self._next_limit_check = 0.0
         self._next_retry_at: float | None = None
@@ -154,6 +157,7 @@ class Supervisor:
             if current != seen:
                 seen = current
                 self._new_work = True
+                self._outside_change = True
                 self._wakeup.set()
 
     # -- the steps ----------------------------------------------------------------------
@@ -229,7 +233,7 @@ class Supervisor:
                     )
 
     async def revoke_cancelled(self) -> None:
-        if not self._new_work or not self._sessions:
+        if not self._outside_change or not self._sessions:
             return
         current = await self._store.current_tokens(list(self._sessions))
         for token, (session, _) in self._sessions.items():
@@ -237,9 +241,11 @@ class Supervisor:
                 self._kill(session, ExitReason.CANCELLED, "the task was cancelled")
 
     async def release_retries(self) -> None:
-        if self._next_retry_at is not None and self._next_retry_at <= self._wall_clock():
+        due = self._next_retry_at is not None and self._next_retry_at <= self._wall_clock()
+        if due or self._outside_change:
+            # Our own outcomes keep ``_next_retry_at`` up to date (``_after_outcome``).
+            self._outside_change = False
             self._new_work = True
-        if self._new_work:
             released = await self._store.release_due_retries()
             if released:
                 log.info("retries_released", count=len(released))
@@ -249,8 +255,8 @@ class Supervisor:
         if not self._new_work:
             return
         self._new_work = False
-        while len(self._sessions) < self._config.max_workers and not self._stop.is_set():
-            decision = self._gate.check(len(self._sessions))
+        while self._has_free_slot() and not self._stop.is_set():
+            decision = self._gate.check(self._busy_slots())
             self._report_gate(decision)
             if not decision.allowed:
                 self._new_work = True  # look again when the gate is rechecked
@@ -259,6 +265,22 @@ class Supervisor:
             if claimed is None:
                 return
             await self._start_worker(claimed)
+
+    def _busy_slots(self) -> int:
+        """Workers that hold a slot: those that have not sent their result yet. One that has
+        is only exiting (its channel closing, its group swept, its exit reported by the
+        fork server): the next task starts meanwhile rather than after it."""
+        return sum(1 for session, _ in self._sessions.values() if not session.reported)
+
+    def _has_free_slot(self) -> bool:
+        # Exiting workers are bounded too: one that hangs after its result (it is killed
+        # as hung) never lets the processes grow past twice the limit.
+        limit = self._config.max_workers
+        return self._busy_slots() < limit and len(self._sessions) < 2 * limit
+
+    def _result_arrived(self) -> None:
+        self._new_work = True
+        self._wakeup.set()
 
     async def heartbeat(self) -> None:
         now = self._clock()
@@ -312,6 +334,7 @@ class Supervisor:
             claimed.attempt.token, pid=identity.pid, pid_create_time=identity.create_time
         )
         self._gate.note_spawn()
+        session.add_result_callback(self._result_arrived)
         runner = asyncio.create_task(session.run(), name=f"worker-{task.ref}")
         runner.add_done_callback(lambda _: self._wakeup.set())
         self._sessions[claimed.attempt.token] = (session, runner)

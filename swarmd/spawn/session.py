@@ -79,6 +79,7 @@ class WorkerSession:
         self._kill_requested = asyncio.Event()
         self._channel: Channel | None = None
         self._calls: set[asyncio.Task[None]] = set()
+        self._result_callbacks: list[Callable[[], None]] = []
 
     @property
     def token(self) -> str:
@@ -107,6 +108,15 @@ class WorkerSession:
         self._channel = await Channel.from_socket(parent_sock)
         await self._channel.send({"type": "job", "job": self.job.to_dict()})
         return self.proc
+
+    def add_result_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the worker's result arrives, before its process exits."""
+        self._result_callbacks.append(callback)
+
+    @property
+    def reported(self) -> bool:
+        """The worker has sent its result: all it has left to do is exit."""
+        return self.result is not None
 
     def request_kill(self, reason: ExitReason, detail: str | None = None) -> None:
         """Ask ``run()`` to stop the worker: SIGTERM to its group, the grace, then SIGKILL."""
@@ -163,6 +173,8 @@ class WorkerSession:
                 elif kind == "result":
                     self.last_heartbeat = self._clock()
                     self.result = AgentResult.from_message(message)
+                    for callback in self._result_callbacks:
+                        callback()
                 elif kind == "call":
                     call = asyncio.create_task(
                         self._answer(channel, message), name=f"call-{self.ref}"
