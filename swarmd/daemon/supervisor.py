@@ -4,6 +4,7 @@
 
     recover_interrupted()              once, before anything is claimed
     while not stopping:
+        close_succeeded()              close the attempts whose workers reported success
         reap_finished()                close the attempts of workers that exited
         enforce_limits()               timeouts, memory, silence: kill the breaching groups
         revoke_cancelled()             kill workers whose task was cancelled elsewhere
@@ -40,6 +41,9 @@ from swarmd.spawn.session import WorkerSession
 from swarmd.store import Store
 
 log = get_logger("swarmd.daemon.supervisor")
+
+EXITING_SECONDS = 2.0
+"""How long shutdown lets a worker that reported success exit on its own before stopping it."""
 
 _NOT_FAILURES = frozenset({ExitReason.OK, ExitReason.INTERRUPTED, ExitReason.CANCELLED})
 
@@ -92,6 +96,8 @@ class Supervisor:
         self._wall_clock = wall_clock
         self._repos = repos
         self._sessions: dict[str, tuple[WorkerSession, asyncio.Task[None]]] = {}
+        # Attempts closed on the worker's report of success while its process still exits.
+        self._closed: set[str] = set()
         self._wakeup = asyncio.Event()
         self._new_work = True
         # Set when another process committed (a submit, cancel or retry): only then can a
@@ -113,6 +119,7 @@ class Supervisor:
             self._hooks.ready()
             log.info("supervisor_ready", max_workers=self._config.max_workers)
             while not self._stop.is_set():
+                await self.close_succeeded()
                 await self.reap_finished()
                 self.enforce_limits()
                 await self.revoke_cancelled()
@@ -193,6 +200,21 @@ class Supervisor:
         while is_same_process(identity) and self._clock() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
+    async def close_succeeded(self) -> None:
+        """Close the attempts whose workers reported success, without waiting for their exit.
+
+        A reported success stands however the process ends after it (``decide_verdict``),
+        so its task's dependents need not wait for the worker's exit (its channel closing,
+        its group swept, the fork server's report). A repository task's work is committed
+        only once its worker has exited: it waits for ``reap_finished``.
+        """
+        for token, (session, _) in list(self._sessions.items()):
+            result = session.result
+            if token in self._closed or result is None or not result.ok or session.job.worktree:
+                continue
+            self._closed.add(token)
+            await self._close_attempt(session, decide_verdict(session.exit_facts()))
+
     async def reap_finished(self) -> None:
         for token, (session, runner) in list(self._sessions.items()):
             if not runner.done():
@@ -200,6 +222,9 @@ class Supervisor:
             del self._sessions[token]
             if runner.exception() is not None:
                 log.error("worker_session_crashed", task=session.ref, exc_info=runner.exception())
+            if token in self._closed:
+                self._closed.discard(token)
+                continue
             verdict = decide_verdict(session.exit_facts())
             if self._repos is not None:
                 verdict = await self._repos.settle(session.token, verdict)
@@ -237,7 +262,7 @@ class Supervisor:
             return
         current = await self._store.current_tokens(list(self._sessions))
         for token, (session, _) in self._sessions.items():
-            if token not in current and not session.stopping:
+            if token not in current and token not in self._closed and not session.stopping:
                 self._kill(session, ExitReason.CANCELLED, "the task was cancelled")
 
     async def release_retries(self) -> None:
@@ -290,10 +315,19 @@ class Supervisor:
         await self._hooks.heartbeat(self.snapshot())
 
     async def shut_down(self) -> None:
-        if self._sessions:
-            log.info("workers_terminating", count=len(self._sessions))
-        for session, _ in self._sessions.values():
+        working = {t: pair for t, pair in self._sessions.items() if t not in self._closed}
+        if working:
+            log.info("workers_terminating", count=len(working))
+        for session, _ in working.values():
             self._kill(session, ExitReason.INTERRUPTED, "the daemon is shutting down")
+        # The others reported success and are only exiting: they get a moment to do so on
+        # their own, then go the same way.
+        exiting = [pair for t, pair in self._sessions.items() if t in self._closed]
+        if exiting:
+            await asyncio.wait([runner for _, runner in exiting], timeout=EXITING_SECONDS)
+        for session, runner in exiting:
+            if not runner.done():
+                session.request_kill(ExitReason.INTERRUPTED, "the daemon is shutting down")
         runners = [runner for _, runner in self._sessions.values()]
         await asyncio.gather(*runners, return_exceptions=True)
         # Closing attempts must not be lost to a cancellation of the daemon's main task.
