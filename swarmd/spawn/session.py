@@ -93,6 +93,15 @@ class WorkerSession:
         """Spawn the worker process with its end of the channel, and send the job."""
         parent_sock, child_sock = socket.socketpair()
         try:
+            channel = await Channel.from_socket(parent_sock)
+        except BaseException:
+            parent_sock.close()
+            child_sock.close()
+            raise
+        # The job goes first, into the socket: the worker reads it as it starts, rather than
+        # after a turn of this loop that waits for the fork server's answer.
+        channel.post({"type": "job", "job": self.job.to_dict()})
+        try:
             Path(self.job.workspace).mkdir(parents=True, exist_ok=True)
             self.proc = await self._spawner.spawn_worker(
                 cwd=Path(self.job.workspace),
@@ -101,12 +110,12 @@ class WorkerSession:
                 channel_fd=child_sock.fileno(),
             )
         except BaseException:
-            parent_sock.close()
+            await channel.close()
             raise
         finally:
             child_sock.close()
-        self._channel = await Channel.from_socket(parent_sock)
-        await self._channel.send({"type": "job", "job": self.job.to_dict()})
+        self._channel = channel
+        await channel.flush()
         return self.proc
 
     def add_result_callback(self, callback: Callable[[], None]) -> None:
