@@ -290,6 +290,8 @@ class Supervisor:
             if claimed is None:
                 return
             await self._start_worker(claimed)
+            # A burst of spawns takes a while: successes reported meanwhile are closed now.
+            await self.close_succeeded()
 
     def _busy_slots(self) -> int:
         """Workers that hold a slot: those that have not sent their result yet. One that has
