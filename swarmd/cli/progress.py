@@ -111,8 +111,12 @@ class ProgressPrinter:
 
 
 FOLLOW_CHECK_SECONDS = 0.05
-"""How often a follower looks at ``data_version``: a pragma on its open connection that reads
-no table, so checking often costs next to nothing while nothing changes."""
+"""How often a follower looks at ``data_version`` once no task waits to start (the ticket's
+last tasks run): its end is then seen at once. The pragma reads no table."""
+
+WAITING_CHECK_SECONDS = 0.25
+"""How often it looks while tasks still wait to start: the ticket cannot end yet, and every
+change it sees costs a read of the ticket."""
 
 GATE_CHECK_SECONDS = 1.0
 """How often a follower reads the heartbeat row for the gate, at most; the daemon writes it
@@ -129,9 +133,9 @@ async def follow_ticket(
 ) -> Ticket:
     """Follow the ticket (on its own connection) until it finishes or ``stop`` is set.
 
-    Every ``interval`` seconds it checks ``data_version`` alone, and reads the ticket only
-    when another connection has committed since; ``stop`` ends the wait at once, after a
-    last look.
+    It checks ``data_version`` alone, and reads the ticket only when another connection has
+    committed since: every ``interval`` seconds once no task waits to start, every
+    ``WAITING_CHECK_SECONDS`` before. ``stop`` ends the wait at once, after a last look.
     """
     stop = stop or asyncio.Event()
     store = await Store.open(db_path)
@@ -156,8 +160,10 @@ async def follow_ticket(
                     return ticket
             if stop.is_set():
                 return ticket
+            queued = bool(ticket.task_counts.get("ready") or ticket.task_counts.get("blocked"))
+            pace = max(interval, WAITING_CHECK_SECONDS) if queued else interval
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
+                async with asyncio.timeout(pace):
                     await stop.wait()
     finally:
         await store.close()
