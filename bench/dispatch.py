@@ -2,8 +2,22 @@
 
     python -P bench/dispatch.py [--tasks 200] [--concurrency 10] [--latency-samples 40]
                                 [--idle-seconds 30] [--worker-start fork|exec]
+                                [--user-tasks 120] [--rounds 5]
 
 In one run, against one daemon on a temporary home:
+
+* the user's view: whole commands timed from outside, as a person at a shell times them, a
+  ticket of ``--user-tasks`` ``sleep 0.2`` command tasks at ``--concurrency``; in each of
+  ``--rounds`` rounds, one after the other: ``xargs -P`` running the same sleeps (the
+  baseline), ``swarmd submit FILE --wait`` against the warm daemon, ``swarmd run-ticket FILE
+  --wait`` on a new home with no daemon (cold: it starts its own supervisor and fork server),
+  and ``swarmd submit FILE`` alone (its ticket then waited for untimed), whose CPU is the
+  command's start-up and submission without the waiting. Each figure is the median with its
+  range over the rounds; ratios are of medians measured in the same rounds. The CPU of a
+  command is its process's (and its children's) ``getrusage``. Swarmd's own time per attempt
+  is an attempt's wall time in the database (claimed -> closed) less the 0.2 s its command
+  sleeps. Targets: warm at most 1.25x xargs, cold at most 1.35x, the waiting CLI's CPU at
+  most 0.15 s, swarmd's time per attempt at most 15 ms.
 
 * throughput: one ticket of ``--tasks`` independent ``sleep 0.2`` command tasks at
   ``--concurrency`` workers, from the ticket's ``created_at`` to its ``finished_at`` (both
@@ -58,6 +72,10 @@ from swarmd.store import Store
 
 TARGET_RATIO = 1.25
 TARGET_P50_MS = 100.0
+TARGET_WARM_RATIO = 1.25
+TARGET_COLD_RATIO = 1.35
+TARGET_WAIT_CPU_S = 0.15
+TARGET_ATTEMPT_MS = 15.0
 SLEEP_SECONDS = "0.2"
 GATE_OFF = {
     "SWARMD_MIN_FREE_MEMORY_MB": "0",
@@ -254,6 +272,114 @@ def time_xargs(tasks: int, concurrency: int) -> dict[str, float]:
     return {"seconds": seconds, "cpu_ms_per_task": 1000 * cpu / tasks}
 
 
+# -- the user's view: whole commands, timed from outside --------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandRun:
+    """One whole command: its wall time and its CPU (its process and its children)."""
+
+    seconds: float
+    cpu_seconds: float
+    stdout: str
+
+
+def run_command(
+    argv: Sequence[str], *, env: dict[str, str] | None = None, stdin: bytes | None = None
+) -> CommandRun:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(
+        argv,
+        env=env,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:4])} ... exited {done.returncode}:\n{done.stderr!r}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return CommandRun(seconds, cpu, done.stdout.decode())
+
+
+def write_sleep_ticket(path: Path, tasks: int) -> Path:
+    lines = ['title = "user view"', 'agent = "command"']
+    for i in range(tasks):
+        lines += ["[[tasks]]", f'name = "t{i:03d}"', f'command = ["sleep", "{SLEEP_SECONDS}"]']
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def attempt_overheads_ms(db_path: Path, ticket_id: int) -> list[float]:
+    """Each attempt's wall time in the database, less what its command sleeps, in ms."""
+
+    async def read() -> list[Attempt]:
+        async with await Store.open(db_path) as store:
+            return [
+                a
+                for t in await store.list_tasks(ticket_id)
+                for a in await store.list_attempts(t.id)
+            ]
+
+    sleep = float(SLEEP_SECONDS)
+    return [
+        1000 * ((a.ended_at or a.started_at) - a.started_at - sleep) for a in asyncio.run(read())
+    ]
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+def measure_user_view(
+    daemon: BenchDaemon, scratch: Path, *, tasks: int, concurrency: int, rounds: int
+) -> dict[str, Any]:
+    """The rounds of xargs, warm ``submit --wait``, cold ``run-ticket --wait`` and a bare
+    ``submit``, one after the other in each round, so that they share the host's noise."""
+    ticket = write_sleep_ticket(scratch / "sleeps.toml", tasks)
+    swarmd = [sys.executable, "-m", "swarmd"]
+    xargs = ["xargs", "-P", str(concurrency), "-n", "1", "sleep"]
+    figures: dict[str, list[float]] = {}
+
+    def note(name: str, value: float) -> None:
+        figures.setdefault(name, []).append(value)
+
+    for number in range(rounds):
+        print(f"  round {number + 1} of {rounds} ...", flush=True)
+        load = os.getloadavg()[0]
+        baseline = run_command(xargs, stdin=((SLEEP_SECONDS + "\n") * tasks).encode())
+        warm = run_command([*swarmd, "submit", str(ticket), "--wait"], env=daemon.env)
+        warm_id = int(warm.stdout.split()[0])
+        cold_home = scratch / f"cold-{number}"
+        cold_env = {**daemon.env, "SWARMD_HOME": str(cold_home)}
+        cold = run_command([*swarmd, "run-ticket", str(ticket), "--wait"], env=cold_env)
+        bare = run_command([*swarmd, "submit", str(ticket)], env=daemon.env)
+        asyncio.run(finished_ticket_attempts(daemon, int(bare.stdout.split()[0])))
+        note("load_1m", load)
+        note("xargs_s", baseline.seconds)
+        note("warm_s", warm.seconds)
+        note("cold_s", cold.seconds)
+        note("warm_ratio", warm.seconds / baseline.seconds)
+        note("cold_ratio", cold.seconds / baseline.seconds)
+        note("warm_cli_cpu_s", warm.cpu_seconds)
+        note("submit_alone_cpu_s", bare.cpu_seconds)
+        note("waiting_cpu_s", warm.cpu_seconds - bare.cpu_seconds)
+        note("cold_cpu_s", cold.cpu_seconds)
+        warm_attempts = attempt_overheads_ms(daemon.db_path, warm_id)
+        cold_attempts = attempt_overheads_ms(cold_home / "swarmd.db", 1)
+        note("warm_attempt_overhead_ms", statistics.mean(warm_attempts))
+        note("cold_attempt_overhead_ms", statistics.mean(cold_attempts))
+        shutil.rmtree(cold_home, ignore_errors=True)
+    return {name: spread(values) for name, values in figures.items()}
+
+
 def create_time_offset() -> float:
     """How far psutil's ``create_time`` runs ahead of ``time.time()`` on this host.
 
@@ -396,6 +522,18 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             offset = create_time_offset()
             measure_latencies(daemon, 2, offset)  # warm the page cache for the worker's imports
             latencies = measure_latencies(daemon, args.latency_samples, offset)
+            print(
+                f"the user's view: {args.rounds} rounds of {args.user_tasks} x sleep "
+                f"{SLEEP_SECONDS} (xargs, submit --wait, run-ticket --wait, submit) ...",
+                flush=True,
+            )
+            user_view = measure_user_view(
+                daemon,
+                Path(scratch),
+                tasks=args.user_tasks,
+                concurrency=args.concurrency,
+                rounds=args.rounds,
+            )
             print(f"throughput: {args.tasks} x sleep {SLEEP_SECONDS} ...", flush=True)
             xargs_run = time_xargs(args.tasks, args.concurrency)
             swarmd_run = time_swarmd(daemon, process, args.tasks)
@@ -407,6 +545,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             exit_code = daemon.stop()
         tracebacks = daemon.stderr_path.read_text().count("Traceback")
     return {
+        "user_view": user_view,
         "swarmd": swarmd_run,
         "xargs": xargs_run,
         "create_time_offset": offset,
@@ -428,8 +567,29 @@ def summarise(args: argparse.Namespace, raw: dict[str, Any]) -> dict[str, Any]:
     swarmd_run, xargs_run, latencies = raw["swarmd"], raw["xargs"], raw["latencies"]
     ratio = swarmd_run["seconds"] / xargs_run["seconds"]
     spawned = milliseconds([s.spawned for s in latencies])
+    user = raw["user_view"]
     return {
         "swarmd_version": __version__,
+        "user_view": {
+            "tasks": args.user_tasks,
+            "rounds": args.rounds,
+            **user,
+            "targets": {
+                "warm_ratio": TARGET_WARM_RATIO,
+                "cold_ratio": TARGET_COLD_RATIO,
+                "waiting_cpu_s": TARGET_WAIT_CPU_S,
+                "attempt_overhead_ms": TARGET_ATTEMPT_MS,
+            },
+            "meets_targets": {
+                "warm_ratio": user["warm_ratio"]["median"] <= TARGET_WARM_RATIO,
+                "cold_ratio": user["cold_ratio"]["median"] <= TARGET_COLD_RATIO,
+                "waiting_cpu_s": user["waiting_cpu_s"]["median"] <= TARGET_WAIT_CPU_S,
+                "warm_cli_cpu_s": user["warm_cli_cpu_s"]["median"] <= TARGET_WAIT_CPU_S,
+                "attempt_overhead_ms": (
+                    user["warm_attempt_overhead_ms"]["median"] <= TARGET_ATTEMPT_MS
+                ),
+            },
+        },
         "tasks": args.tasks,
         "concurrency": args.concurrency,
         "worker_start": args.worker_start,
@@ -470,7 +630,42 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
 
     mib = 2**20
     idle, worker = results["idle"], results["worker"]
+    user = results["user_view"]
+
+    def med(name: str, unit: str = "s", scale: float = 1.0, digits: int = 2) -> str:
+        block = user[name]
+        low, mid, high = (scale * block[k] for k in ("min", "median", "max"))
+        return f"{mid:.{digits}f} {unit} ({low:.{digits}f}-{high:.{digits}f})"
+
     return [
+        (
+            "user's view",
+            f"{user['tasks']} x sleep {SLEEP_SECONDS} at concurrency {results['concurrency']}, "
+            f"{user['rounds']} rounds alternating, median (min-max)",
+        ),
+        ("  xargs -P", med("xargs_s")),
+        (
+            "  submit --wait, warm daemon",
+            med("warm_s") + f": {med('warm_ratio', 'x')} of xargs (target <= {TARGET_WARM_RATIO}x)",
+        ),
+        (
+            "  run-ticket --wait, no daemon",
+            med("cold_s") + f": {med('cold_ratio', 'x')} of xargs (target <= {TARGET_COLD_RATIO}x)",
+        ),
+        (
+            "  the waiting CLI's CPU",
+            f"{med('warm_cli_cpu_s')} the whole submit --wait; {med('submit_alone_cpu_s')} "
+            f"submit alone; the waiting {med('waiting_cpu_s', digits=3)} (target <= "
+            f"{TARGET_WAIT_CPU_S} s)",
+        ),
+        ("  run-ticket --wait CPU (all)", med("cold_cpu_s") + " (the CLI, its daemon, workers)"),
+        (
+            "  swarmd's time per attempt",
+            f"{med('warm_attempt_overhead_ms', 'ms', digits=1)} warm, "
+            f"{med('cold_attempt_overhead_ms', 'ms', digits=1)} cold (attempt wall less the "
+            f"{SLEEP_SECONDS} s sleep; target <= {TARGET_ATTEMPT_MS:g} ms)",
+        ),
+        ("  load average (1 min) at rounds", med("load_1m", "")),
         (
             "tasks",
             f"{results['tasks']} x sleep {SLEEP_SECONDS} at concurrency {results['concurrency']}",
@@ -546,6 +741,8 @@ def main() -> int:
     parser.add_argument("--latency-samples", type=int, default=40)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--worker-start", choices=("fork", "exec"), default="fork")
+    parser.add_argument("--user-tasks", type=int, default=120)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     if shutil.which("xargs") is None:

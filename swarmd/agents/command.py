@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -136,9 +137,7 @@ async def run_keeping_stdout(
     """
     read_fd, write_fd = os.pipe()
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=cwd, env=dict(env), stdin=asyncio.subprocess.DEVNULL, stdout=write_fd
-        )
+        proc = start_command(argv, cwd, env, write_fd)
     except BaseException:
         os.close(read_fd)
         raise
@@ -148,19 +147,54 @@ async def run_keeping_stdout(
         return await wait_or_stop(proc)
 
 
-async def wait_or_stop(proc: asyncio.subprocess.Process) -> int:
+def start_command(
+    argv: list[str], cwd: str, env: Mapping[str, str], stdout_fd: int
+) -> subprocess.Popen[bytes]:
+    """Start ``argv``, its stdout on ``stdout_fd``. Popen's fork and exec take a millisecond
+    or two and block nothing else; ``exit_of`` waits for the exit without a thread."""
+    return subprocess.Popen(
+        argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=stdout_fd
+    )
+
+
+async def wait_or_stop(proc: subprocess.Popen[bytes]) -> int:
     try:
-        return await proc.wait()
+        return await exit_of(proc)
     except asyncio.CancelledError:
-        # The worker is stopping: pass SIGTERM on and give the command its exit.
-        if proc.returncode is None:
-            # asyncio's child watcher may have reaped it already (the daemon signals the
-            # whole group, so it often dies of the same SIGTERM) without having told the
-            # loop yet: the pid is then gone, which is what this SIGTERM wanted anyway.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-        await proc.wait()
+        # The worker is stopping: pass SIGTERM on and give the command its exit. (Popen
+        # does nothing once it has reaped the command: its pid may be another's by then.)
+        proc.send_signal(signal.SIGTERM)
+        await exit_of(proc)
         raise
+
+
+async def exit_of(proc: subprocess.Popen[bytes]) -> int:
+    """Wait for ``proc`` to exit, and reap it; its ``returncode``.
+
+    asyncio's own subprocesses start a thread per child to wait for it (its default child
+    watcher on 3.11): a few milliseconds of every command task. A pidfd becomes readable when
+    its process exits, so the loop waits for it as for any other fd.
+    """
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except OSError:  # no pidfd (Linux before 5.3): a thread waits instead
+        return await asyncio.to_thread(proc.wait)
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def on_exit() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, on_exit)
+    try:
+        await exited
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    return proc.wait()
 
 
 @contextlib.asynccontextmanager

@@ -33,6 +33,7 @@ from swarmd.tickets import load_ticket_file
 if TYPE_CHECKING:
     from swarmd.cli.prune_view import PruneOutcome
     from swarmd.git.binding import RepoBinding
+    from swarmd.spawn.spawners import WorkerSpawner
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +153,29 @@ async def run_in_process(
     settings: Settings, ticket_id: int, *, timeout: float | None
 ) -> TicketState | None:
     """Run an in-process supervisor for this ticket alone, with progress on stderr."""
+    from swarmd.spawn.groups import scrub_environment
+    from swarmd.spawn.spawners import ForkServer, spawner_for
+
+    # The fork server starts first, so that it imports what workers need while this process
+    # imports and builds the daemon: the first tasks start that much sooner.
+    spawner = spawner_for(
+        settings.worker_start,
+        env=scrub_environment(os.environ),
+        home=settings.home,
+        log_path=settings.layout.forkserver_log,
+    )
+    if isinstance(spawner, ForkServer):
+        await spawner.start()
+    try:
+        return await run_daemon_for(settings, ticket_id, timeout=timeout, spawner=spawner)
+    finally:
+        if isinstance(spawner, ForkServer):
+            await spawner.close()  # the daemon closed it already, unless it never started
+
+
+async def run_daemon_for(
+    settings: Settings, ticket_id: int, *, timeout: float | None, spawner: WorkerSpawner
+) -> TicketState | None:
     from swarmd.daemon.serve import serve
 
     stop = asyncio.Event()
@@ -162,7 +186,13 @@ async def run_in_process(
     )
     timer = asyncio.get_running_loop().call_later(timeout, stop.set) if timeout else None
     try:
-        return await serve(settings, base_env=dict(os.environ), only_ticket=ticket_id, stop=stop)
+        return await serve(
+            settings,
+            base_env=dict(os.environ),
+            only_ticket=ticket_id,
+            stop=stop,
+            spawner=spawner,
+        )
     finally:
         if timer is not None:
             timer.cancel()

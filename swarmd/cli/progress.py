@@ -8,6 +8,7 @@ daemon (or ``run-ticket``'s own supervisor) writes every couple of seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sys
 import time
@@ -109,18 +110,38 @@ class ProgressPrinter:
             self._stream.flush()
 
 
+FOLLOW_CHECK_SECONDS = 0.05
+"""How often a follower looks at ``data_version`` once no task waits to start (the ticket's
+last tasks run): its end is then seen at once. The pragma reads no table."""
+
+WAITING_CHECK_SECONDS = 0.25
+"""How often it looks while tasks still wait to start: the ticket cannot end yet, and every
+change it sees costs a read of the ticket."""
+
+GATE_CHECK_SECONDS = 1.0
+"""How often a follower reads the heartbeat row for the gate, at most; the daemon writes it
+every couple of seconds."""
+
+
 async def follow_ticket(
     location: Path | str,
     ticket_id: int,
     *,
     printer: ProgressPrinter | None = None,
-    interval: float = 0.25,
+    interval: float = FOLLOW_CHECK_SECONDS,
     stop: asyncio.Event | None = None,
 ) -> Ticket:
-    """Poll the ticket (on its own connection) until it finishes or ``stop`` is set."""
+    """Follow the ticket (on its own connection) until it finishes or ``stop`` is set.
+
+    It checks ``data_version`` alone, and reads the ticket only when another connection has
+    committed since: every ``interval`` seconds once no task waits to start, every
+    ``WAITING_CHECK_SECONDS`` before. ``stop`` ends the wait at once, after a last look.
+    """
+    stop = stop or asyncio.Event()
     store = await Store.open(location)
     try:
         seen_version = -1
+        next_gate_check = 0.0
         ticket = await store.get_ticket(ticket_id)
         while True:
             version = store.data_version()
@@ -130,13 +151,20 @@ async def follow_ticket(
                 if printer is not None:
                     # The gate matters only while some task waits to start.
                     waiting = ticket.task_counts.get("ready") and not ticket.state.is_terminal
-                    beat = await store.read_heartbeat() if waiting else None
+                    beat = None
+                    if waiting and time.monotonic() >= next_gate_check:
+                        next_gate_check = time.monotonic() + GATE_CHECK_SECONDS
+                        beat = await store.read_heartbeat()
                     printer.show(ticket, gate_hold(ticket, beat, time.time()))
                 if ticket.state.is_terminal:
                     return ticket
-            if stop is not None and stop.is_set():
+            if stop.is_set():
                 return ticket
-            await asyncio.sleep(interval)
+            queued = bool(ticket.task_counts.get("ready") or ticket.task_counts.get("blocked"))
+            pace = max(interval, WAITING_CHECK_SECONDS) if queued else interval
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pace):
+                    await stop.wait()
     finally:
         await store.close()
 

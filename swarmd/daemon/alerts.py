@@ -29,15 +29,17 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from swarmd import __version__
 from swarmd.config import Settings
 from swarmd.errors import AlertError, SwarmdError
 from swarmd.logs import Redactor, get_logger
 from swarmd.models import AlertEvent, TicketState
+
+if TYPE_CHECKING:
+    # Imported where a webhook is built: a daemon without one never loads an HTTP client.
+    import httpx
 from swarmd.spawn.groups import scrub_environment
 from swarmd.store import Store
 
@@ -148,6 +150,8 @@ class WebhookSink:
         self._timeout = timeout
 
     async def deliver(self, payload: Mapping[str, Any], body: bytes) -> None:
+        import httpx
+
         headers = {
             "Content-Type": "application/json",
             "User-Agent": f"swarmd/{__version__}",
@@ -339,6 +343,8 @@ def build_alerter(settings: Settings, base_env: Mapping[str, str]) -> Alerter:
         }
         sinks.append(CommandSink(settings.notify_command, env=env, timeout=timeout))
     if settings.webhook_url is not None:
+        import httpx
+
         secret = settings.webhook_secret
         sinks.append(
             WebhookSink(

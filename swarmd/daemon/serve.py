@@ -43,7 +43,7 @@ from swarmd.logs import get_logger
 from swarmd.models import TicketState
 from swarmd.spawn.groups import scrub_environment
 from swarmd.spawn.launcher import LaunchSettings, WorkerLauncher
-from swarmd.spawn.spawners import ExecSpawner, ForkServer, WorkerSpawner
+from swarmd.spawn.spawners import ForkServer, WorkerSpawner, spawner_for
 from swarmd.store import Store
 from swarmd.store.backend import LeaseHolder
 from swarmd.store.backup import check_database
@@ -157,16 +157,19 @@ async def serve(
     only_ticket: int | None = None,
     registry: AgentRegistry | None = None,
     stop: asyncio.Event | None = None,
+    spawner: WorkerSpawner | None = None,
 ) -> TicketState | None:
     """Run the daemon until a signal (or, with ``only_ticket``, until that ticket finishes).
 
     ``stop`` lets the caller end the run as SIGTERM would (``run-ticket --timeout``).
+    ``spawner`` is one the caller has started already (``worker_spawner`` by default); the
+    daemon closes it when it stops.
     """
     lock = HomeLock(settings.layout.lock)
     lock.acquire()
     try:
         return await _serve_locked(
-            settings, base_env, only_ticket, registry, stop or asyncio.Event()
+            settings, base_env, only_ticket, registry, stop or asyncio.Event(), spawner
         )
     finally:
         lock.release()
@@ -178,6 +181,7 @@ async def _serve_locked(
     only_ticket: int | None,
     registry: AgentRegistry | None,
     stop: asyncio.Event,
+    spawner: WorkerSpawner | None = None,
 ) -> TicketState | None:
     agents: AgentLookup = registry or watched_agent_registry(settings.agents_path)
     location = settings.store_location
@@ -208,7 +212,7 @@ async def _serve_locked(
     repos = repo_tasks(settings, store, base_env)
     deliveries = DeliveryQueue(store, layout, only_ticket=only_ticket, repos=repos)
     notifier = SystemdNotifier(base_env.get("NOTIFY_SOCKET"))
-    spawner = worker_spawner(settings, base_env)
+    spawner = spawner or worker_spawner(settings, base_env)
     launcher = WorkerLauncher(
         LaunchSettings(
             layout=layout,
@@ -354,11 +358,10 @@ def heartbeat_interval(settings: Settings, base_env: Mapping[str, str]) -> float
 
 def worker_spawner(settings: Settings, base_env: Mapping[str, str]) -> WorkerSpawner:
     """How workers start, per ``SWARMD_WORKER_START``: forked by a fork server, or exec'd."""
-    if settings.worker_start == "exec":
-        return ExecSpawner()
-    return ForkServer(
+    return spawner_for(
+        settings.worker_start,
         env=scrub_environment(base_env),
-        cwd=settings.home,
+        home=settings.home,
         log_path=settings.layout.forkserver_log,
     )
 

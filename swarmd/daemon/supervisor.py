@@ -4,6 +4,7 @@
 
     recover_interrupted()              once, before anything is claimed
     while not stopping:
+        close_succeeded()              close the attempts whose workers reported success
         reap_finished()                close the attempts of workers that exited
         enforce_limits()               timeouts, memory, silence: kill the breaching groups
         revoke_cancelled()             kill workers whose task was cancelled elsewhere
@@ -40,6 +41,9 @@ from swarmd.spawn.session import WorkerSession
 from swarmd.store import Store
 
 log = get_logger("swarmd.daemon.supervisor")
+
+EXITING_SECONDS = 2.0
+"""How long shutdown lets a worker that reported success exit on its own before stopping it."""
 
 _NOT_FAILURES = frozenset({ExitReason.OK, ExitReason.INTERRUPTED, ExitReason.CANCELLED})
 
@@ -103,8 +107,13 @@ class Supervisor:
         self._wall_clock = wall_clock
         self._repos = repos
         self._sessions: dict[str, tuple[WorkerSession, asyncio.Task[None]]] = {}
+        # Attempts closed on the worker's report of success while its process still exits.
+        self._closed: set[str] = set()
         self._wakeup = asyncio.Event()
         self._new_work = True
+        # Set when another process committed (a submit, cancel or retry): only then can a
+        # running task have been cancelled, or a retry been made due, behind our back.
+        self._outside_change = True
         self._next_heartbeat = 0.0
         self._next_limit_check = 0.0
         self._next_retry_at: float | None = None
@@ -124,6 +133,7 @@ class Supervisor:
             log.info("supervisor_ready", max_workers=self._config.max_workers)
             while not self._stop.is_set():
                 await self.keep_leases()
+                await self.close_succeeded()
                 await self.reap_finished()
                 self.enforce_limits()
                 await self.revoke_cancelled()
@@ -170,6 +180,7 @@ class Supervisor:
             if current != seen:
                 seen = current
                 self._new_work = True
+                self._outside_change = True
                 self._wakeup.set()
 
     # -- the steps ----------------------------------------------------------------------
@@ -205,6 +216,21 @@ class Supervisor:
         while is_same_process(identity) and self._clock() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
+    async def close_succeeded(self) -> None:
+        """Close the attempts whose workers reported success, without waiting for their exit.
+
+        A reported success stands however the process ends after it (``decide_verdict``),
+        so its task's dependents need not wait for the worker's exit (its channel closing,
+        its group swept, the fork server's report). A repository task's work is committed
+        only once its worker has exited: it waits for ``reap_finished``.
+        """
+        for token, (session, _) in list(self._sessions.items()):
+            result = session.result
+            if token in self._closed or result is None or not result.ok or session.job.worktree:
+                continue
+            self._closed.add(token)
+            await self._close_attempt(session, decide_verdict(session.exit_facts()))
+
     async def reap_finished(self) -> None:
         for token, (session, runner) in list(self._sessions.items()):
             if not runner.done():
@@ -212,6 +238,9 @@ class Supervisor:
             del self._sessions[token]
             if runner.exception() is not None:
                 log.error("worker_session_crashed", task=session.ref, exc_info=runner.exception())
+            if token in self._closed:
+                self._closed.discard(token)
+                continue
             verdict = decide_verdict(session.exit_facts())
             if self._repos is not None:
                 verdict = await self._repos.settle(session.token, verdict)
@@ -245,17 +274,19 @@ class Supervisor:
                     )
 
     async def revoke_cancelled(self) -> None:
-        if not self._new_work or not self._sessions:
+        if not self._outside_change or not self._sessions:
             return
         current = await self._store.current_tokens(list(self._sessions))
         for token, (session, _) in self._sessions.items():
-            if token not in current and not session.stopping:
+            if token not in current and token not in self._closed and not session.stopping:
                 self._kill(session, ExitReason.CANCELLED, "the task was cancelled")
 
     async def release_retries(self) -> None:
-        if self._next_retry_at is not None and self._next_retry_at <= self._wall_clock():
+        due = self._next_retry_at is not None and self._next_retry_at <= self._wall_clock()
+        if due or self._outside_change:
+            # Our own outcomes keep ``_next_retry_at`` up to date (``_after_outcome``).
+            self._outside_change = False
             self._new_work = True
-        if self._new_work:
             released = await self._store.release_due_retries()
             if released:
                 log.info("retries_released", count=len(released))
@@ -273,14 +304,17 @@ class Supervisor:
         if now < self._next_renewal:
             return
         self._next_renewal = now + self._config.renew_every
+        # A worker whose success is already recorded is only exiting: it holds no lease.
+        open_attempts = [token for token in self._sessions if token not in self._closed]
         try:
-            held = await self._store.renew_leases(list(self._sessions))
+            held = await self._store.renew_leases(open_attempts)
             reaped = await self._store.reap_expired_leases()
         except SwarmdError as exc:
             log.warning("lease_renewal_failed", error=str(exc))
             return
         self._renewed_at = now
-        for token, (session, _) in self._sessions.items():
+        for token in open_attempts:
+            session, _ = self._sessions[token]
             if token not in held and not session.stopping:
                 self._kill(session, ExitReason.INTERRUPTED, "its lease expired")
         if reaped:
@@ -289,8 +323,8 @@ class Supervisor:
 
     def _fence(self, why: str) -> None:
         """Kill every worker: their leases may expire before this daemon can renew them."""
-        for session, _ in self._sessions.values():
-            if not session.stopping:
+        for token, (session, _) in self._sessions.items():
+            if token not in self._closed and not session.stopping:
                 self._kill(session, ExitReason.INTERRUPTED, f"self-fencing: {why}")
 
     def _leases_fresh(self) -> bool:
@@ -305,8 +339,8 @@ class Supervisor:
         if not self._leases_fresh():
             return
         self._new_work = False
-        while len(self._sessions) < self._config.max_workers and not self._stop.is_set():
-            decision = self._gate.check(len(self._sessions))
+        while self._has_free_slot() and not self._stop.is_set():
+            decision = self._gate.check(self._busy_slots())
             self._report_gate(decision)
             if not decision.allowed:
                 self._new_work = True  # look again when the gate is rechecked
@@ -315,6 +349,24 @@ class Supervisor:
             if claimed is None:
                 return
             await self._start_worker(claimed)
+            # A burst of spawns takes a while: successes reported meanwhile are closed now.
+            await self.close_succeeded()
+
+    def _busy_slots(self) -> int:
+        """Workers that hold a slot: those that have not sent their result yet. One that has
+        is only exiting (its channel closing, its group swept, its exit reported by the
+        fork server): the next task starts meanwhile rather than after it."""
+        return sum(1 for session, _ in self._sessions.values() if not session.reported)
+
+    def _has_free_slot(self) -> bool:
+        # Exiting workers are bounded too: one that hangs after its result (it is killed
+        # as hung) never lets the processes grow past twice the limit.
+        limit = self._config.max_workers
+        return self._busy_slots() < limit and len(self._sessions) < 2 * limit
+
+    def _result_arrived(self) -> None:
+        self._new_work = True
+        self._wakeup.set()
 
     async def heartbeat(self) -> None:
         now = self._clock()
@@ -324,10 +376,19 @@ class Supervisor:
         await self._hooks.heartbeat(self.snapshot())
 
     async def shut_down(self) -> None:
-        if self._sessions:
-            log.info("workers_terminating", count=len(self._sessions))
-        for session, _ in self._sessions.values():
+        working = {t: pair for t, pair in self._sessions.items() if t not in self._closed}
+        if working:
+            log.info("workers_terminating", count=len(working))
+        for session, _ in working.values():
             self._kill(session, ExitReason.INTERRUPTED, "the daemon is shutting down")
+        # The others reported success and are only exiting: they get a moment to do so on
+        # their own, then go the same way.
+        exiting = [pair for t, pair in self._sessions.items() if t in self._closed]
+        if exiting:
+            await asyncio.wait([runner for _, runner in exiting], timeout=EXITING_SECONDS)
+        for session, runner in exiting:
+            if not runner.done():
+                session.request_kill(ExitReason.INTERRUPTED, "the daemon is shutting down")
         runners = [runner for _, runner in self._sessions.values()]
         await asyncio.gather(*runners, return_exceptions=True)
         # Closing attempts must not be lost to a cancellation of the daemon's main task.
@@ -368,6 +429,7 @@ class Supervisor:
             claimed.attempt.token, pid=identity.pid, pid_create_time=identity.create_time
         )
         self._gate.note_spawn()
+        session.add_result_callback(self._result_arrived)
         runner = asyncio.create_task(session.run(), name=f"worker-{task.ref}")
         runner.add_done_callback(lambda _: self._wakeup.set())
         self._sessions[claimed.attempt.token] = (session, runner)

@@ -5,6 +5,8 @@ of the queue, the supervisor, the settings or the outputs; the composition root 
 plain values (``build_provider_config``) and a ``PermitBroker``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from swarmd.llm.errors import (
     AllModelsFailedError,
     BudgetExceededError,
@@ -17,7 +19,6 @@ from swarmd.llm.errors import (
 from swarmd.llm.limits import CooldownTable, ModelStatus, RateLimiter
 from swarmd.llm.permits import LocalBroker, PermitBroker, raise_refusal, refusal_to_dict
 from swarmd.llm.provider_config import Endpoint, ProviderConfig, build_provider_config
-from swarmd.llm.router import RequestTimeouts, Router, create_http_client
 from swarmd.llm.types import (
     ChatRequest,
     ChatResponse,
@@ -27,6 +28,22 @@ from swarmd.llm.types import (
     RouterResult,
     strip_reasoning,
 )
+
+if TYPE_CHECKING:
+    from swarmd.llm.router import RequestTimeouts, Router, create_http_client
+
+_ROUTER_NAMES = frozenset({"RequestTimeouts", "Router", "create_http_client"})
+
+
+def __getattr__(name: str) -> Any:
+    # The router brings httpx (~80 ms to import): the daemon needs only the limits and
+    # permits, so the router is imported on first use (workers preload it).
+    if name in _ROUTER_NAMES:
+        from swarmd.llm import router
+
+        return getattr(router, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AllModelsFailedError",

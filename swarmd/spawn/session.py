@@ -79,6 +79,7 @@ class WorkerSession:
         self._kill_requested = asyncio.Event()
         self._channel: Channel | None = None
         self._calls: set[asyncio.Task[None]] = set()
+        self._result_callbacks: list[Callable[[], None]] = []
 
     @property
     def token(self) -> str:
@@ -92,6 +93,15 @@ class WorkerSession:
         """Spawn the worker process with its end of the channel, and send the job."""
         parent_sock, child_sock = socket.socketpair()
         try:
+            channel = await Channel.from_socket(parent_sock)
+        except BaseException:
+            parent_sock.close()
+            child_sock.close()
+            raise
+        # The job goes first, into the socket: the worker reads it as it starts, rather than
+        # after a turn of this loop that waits for the fork server's answer.
+        channel.post({"type": "job", "job": self.job.to_dict()})
+        try:
             Path(self.job.workspace).mkdir(parents=True, exist_ok=True)
             self.proc = await self._spawner.spawn_worker(
                 cwd=Path(self.job.workspace),
@@ -100,13 +110,22 @@ class WorkerSession:
                 channel_fd=child_sock.fileno(),
             )
         except BaseException:
-            parent_sock.close()
+            await channel.close()
             raise
         finally:
             child_sock.close()
-        self._channel = await Channel.from_socket(parent_sock)
-        await self._channel.send({"type": "job", "job": self.job.to_dict()})
+        self._channel = channel
+        await channel.flush()
         return self.proc
+
+    def add_result_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the worker's result arrives, before its process exits."""
+        self._result_callbacks.append(callback)
+
+    @property
+    def reported(self) -> bool:
+        """The worker has sent its result: all it has left to do is exit."""
+        return self.result is not None
 
     def request_kill(self, reason: ExitReason, detail: str | None = None) -> None:
         """Ask ``run()`` to stop the worker: SIGTERM to its group, the grace, then SIGKILL."""
@@ -163,6 +182,8 @@ class WorkerSession:
                 elif kind == "result":
                     self.last_heartbeat = self._clock()
                     self.result = AgentResult.from_message(message)
+                    for callback in self._result_callbacks:
+                        callback()
                 elif kind == "call":
                     call = asyncio.create_task(
                         self._answer(channel, message), name=f"call-{self.ref}"

@@ -391,3 +391,13 @@ class ForkServer:
         zygote, self._zygote = self._zygote, None
         assert zygote is not None
         await zygote.close(timeout=self._close_timeout)
+
+
+def spawner_for(
+    worker_start: str, *, env: Mapping[str, str], home: Path, log_path: Path
+) -> WorkerSpawner:
+    """How workers start, per ``SWARMD_WORKER_START``: forked by a fork server (its own
+    environment ``env``, scrubbed by the caller), or exec'd."""
+    if worker_start == "exec":
+        return ExecSpawner()
+    return ForkServer(env=env, cwd=home, log_path=log_path)

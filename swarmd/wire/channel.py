@@ -47,8 +47,24 @@ class Channel:
         reader, writer = await asyncio.open_unix_connection(sock=sock, limit=MAX_LINE_BYTES)
         return cls(reader, writer)
 
+    def post(self, message: dict[str, Any]) -> None:
+        """Queue ``message`` without waiting for the other end to take it (``flush`` waits):
+        the daemon posts a job before its worker exists, which finds it as it starts."""
+        try:
+            self._writer.write(_encode(message))
+        except (ConnectionError, RuntimeError) as exc:
+            raise ChannelClosed(str(exc)) from exc
+
+    async def flush(self) -> None:
+        """Wait until what was posted is taken (or fits in the transport's buffer)."""
+        async with self._send_lock:
+            try:
+                await self._writer.drain()
+            except (ConnectionError, RuntimeError) as exc:
+                raise ChannelClosed(str(exc)) from exc
+
     async def send(self, message: dict[str, Any]) -> None:
-        data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        data = _encode(message)
         async with self._send_lock:
             try:
                 self._writer.write(data)
@@ -72,6 +88,10 @@ class Channel:
         self._writer.close()
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self._writer.wait_closed()
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
 
 
 class CallError(Exception):

@@ -51,6 +51,7 @@ from swarmd.wire.forkserver import (
     encode_reply,
     request_id,
 )
+from swarmd.worker.main import leave_out_httpx_command_line
 from swarmd.worker.shim import arm_parent_death
 
 PRELOADED_MODULES = (
@@ -326,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     control = socket.socket(fileno=args.control_fd)
     control.setblocking(True)
+    leave_out_httpx_command_line()
     preload()
     gc.freeze()
     zygote = Zygote(control, worker_handlers)

@@ -93,31 +93,39 @@ def kill_rest_of_group(*, rounds: int = 3) -> int:
     leader = os.getpid()
     if os.getpgrp() != leader:
         return 0  # never sweep a group we do not lead
-    found = 0
+    found: set[int] = set()
     for _ in range(rounds):
         members = [pid for pid in _live_group_members(leader) if pid != leader]
         if not members:
             break
-        found += len(members)
+        # A member killed in the previous round may not have died yet: counted once.
+        found.update(members)
         for pid in members:
             with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
                 os.kill(pid, signal.SIGKILL)
-    return found
+    return len(found)
 
 
 def _live_group_members(pgid: int) -> list[int]:
     members = []
+    # Raw reads: every process of the host is read, on every exit of a command's worker.
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                # The name (field 2) may hold spaces and parentheses: count from the last ")".
-                fields = stat.read().rsplit(b")", 1)[1].split()
+            fd = os.open(f"/proc/{entry}/stat", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             continue  # it exited while we looked
+        try:
+            stat = os.read(fd, 4096)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        # The name (field 2) may hold spaces and parentheses: count from the last ")".
+        fields = stat.rsplit(b")", 1)[-1].split(None, 3)
         # fields[0] is the state (field 3 of proc(5)), fields[2] the process group (field 5).
-        if fields[0] != b"Z" and int(fields[2]) == pgid:
+        if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
             members.append(int(entry))
     return members
 

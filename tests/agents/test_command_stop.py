@@ -34,13 +34,22 @@ async def started_pid(pid_file: Path) -> int:
     return int(pid_file.read_text())
 
 
-def hold_loop_until_reaped(pid: int) -> None:
-    """Block the event loop (on purpose) until asyncio's child-watcher thread has reaped
-    ``pid``: its news then waits in the loop's queue behind whatever was queued before."""
+def hold_loop_until_dead(pid: int) -> None:
+    """Block the event loop (on purpose) until ``pid`` has died: the news of its exit then
+    waits in the loop's queue behind whatever was queued before."""
     deadline = time.monotonic() + 5
-    while Path(f"/proc/{pid}").exists():
-        assert time.monotonic() < deadline, "the watcher thread never reaped the command"
+    while not is_dead(pid):
+        assert time.monotonic() < deadline, "the command never died"
         time.sleep(0.001)
+
+
+def is_dead(pid: int) -> bool:
+    """Gone, or a zombie nobody has reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(b")", 1)[1].split()[0] == b"Z"
 
 
 async def test_a_cancelled_command_gets_sigterm_and_what_it_printed_is_kept(
@@ -62,7 +71,7 @@ async def test_cancelling_a_command_already_reaped_but_not_yet_noticed_raises_no
     tmp_path: Path,
 ) -> None:
     # The daemon's SIGTERM reaches the worker and its command together: the command may be
-    # dead and reaped by the time the worker's cancellation asks it to stop.
+    # dead (and reaped) by the time the worker's cancellation asks it to stop.
     pid_file = tmp_path / "pid"
     job = command_job(tmp_path / "ws", (sys.executable, "-c", WRITE_PID_THEN_WAIT, str(pid_file)))
     running = asyncio.create_task(run_command(job, WORKER_ENV))
@@ -70,7 +79,7 @@ async def test_cancelling_a_command_already_reaped_but_not_yet_noticed_raises_no
 
     running.cancel()  # queued first ...
     os.kill(pid, signal.SIGKILL)
-    hold_loop_until_reaped(pid)  # ... the exit's news after it
+    hold_loop_until_dead(pid)  # ... the exit's news after it
 
     with pytest.raises(asyncio.CancelledError):
         await running
