@@ -425,9 +425,17 @@ class Supervisor:
             )
             return
         identity = session.identity
-        await self._store.record_spawn(
-            claimed.attempt.token, pid=identity.pid, pid_create_time=identity.create_time
-        )
+        try:
+            await self._store.record_spawn(
+                claimed.attempt.token, pid=identity.pid, pid_create_time=identity.create_time
+            )
+        except StaleAttemptError:
+            # Closed elsewhere while the worker started (the task was cancelled, or this
+            # daemon was paused past its lease and another took the task back): the worker
+            # is watched like any other, and stopped at once.
+            stale = True
+        else:
+            stale = False
         self._gate.note_spawn()
         session.add_result_callback(self._result_arrived)
         runner = asyncio.create_task(session.run(), name=f"worker-{task.ref}")
@@ -440,6 +448,8 @@ class Supervisor:
             agent=task.agent,
             pid=identity.pid,
         )
+        if stale:
+            self._kill(session, ExitReason.INTERRUPTED, "its attempt was closed while it started")
 
     def _kill(self, session: WorkerSession, reason: ExitReason, detail: str) -> None:
         log.warning("worker_killing", task=session.ref, reason=reason.value, detail=detail)

@@ -37,14 +37,15 @@ def fleet_env(home: Path, url: str, shared: Path) -> dict[str, str]:
     }
 
 
-def start_fleet(tmp_path: Path, url: str, count: int = 3) -> list[Daemon]:
+def start_fleet(tmp_path: Path, url: str, count: int = 3, *, start: bool = True) -> list[Daemon]:
     shared = tmp_path / "shared"
     (shared / "work").mkdir(parents=True)
     (shared / "outputs").mkdir()
     daemons = []
     for number in range(count):
         home = tmp_path / f"host{number}"
-        daemons.append(Daemon(fleet_env(home, url, shared), home, stderr_to_file=True).start())
+        daemon = Daemon(fleet_env(home, url, shared), home, stderr_to_file=True)
+        daemons.append(daemon.start() if start else daemon)
     return daemons
 
 
@@ -157,21 +158,44 @@ def test_a_killed_daemons_tasks_run_again_elsewhere_within_the_lease(
     assert len(completions) == 8 and {count for _, count in completions} == {1}
 
 
+# On the daemon to be stopped (host0), even tasks outlast the stop and odd ones end during
+# it; anywhere else every task takes a second.
+UNEVEN_SLEEP = (
+    "import sys, time; workspace = sys.argv[1]; n = int(workspace.rsplit('t', 1)[1]); "
+    "time.sleep((30 if n % 2 == 0 else 2) if '/host0/' in workspace else 1)"
+)
+
+
 def test_a_daemon_stopped_past_its_lease_fences_itself_and_its_results_are_refused(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    daemons = start_fleet(tmp_path, postgres_url, count=2)
-    sleeper, _ = daemons
+    daemons = start_fleet(tmp_path, postgres_url, count=2, start=False)
+    sleeper, other = daemons
     try:
-        ticket_id = submit(
-            sleeper, tmp_path, layered_dag(8, 8, python_command("import time; time.sleep(3)"))
+        # The sleeper alone claims the first four tasks (its four workers: t0 to t3, both
+        # kinds), then the other daemon starts and takes the rest.
+        sleeper.start()
+        command = [*python_command(UNEVEN_SLEEP), "{workspace}"]
+        ticket_id = submit(sleeper, tmp_path, layered_dag(8, 8, command))
+        wait_until(
+            lambda: (
+                rows(
+                    postgres_url,
+                    "SELECT COUNT(*) FROM attempts WHERE ended_at IS NULL AND lease_home = %s",
+                    str(sleeper.home),
+                )[0][0]
+                == 4
+            ),
+            timeout=60,
         )
-        wait_until(lambda: running_on(postgres_url, sleeper), timeout=60)
+        other.start()
         sleeper.signal(signal.SIGSTOP)
         # Past its lease: the other daemon reaps and reruns the stopped daemon's tasks.
         wait_until(lambda: ticket_state(postgres_url, ticket_id) == "succeeded", timeout=120)
         sleeper.signal(signal.SIGCONT)
-        time.sleep(3)  # it wakes, finds its leases gone, and refuses to report
+        log_path = sleeper.home / "logs" / "swarmd.jsonl"
+        wait_until(lambda: "self-fencing" in log_path.read_text(), timeout=20)
+        time.sleep(1)
     finally:
         stop_all(daemons)
     completions = rows(
@@ -179,11 +203,14 @@ def test_a_daemon_stopped_past_its_lease_fences_itself_and_its_results_are_refus
         "SELECT task_id, COUNT(*) FROM attempts WHERE exit_reason = 'ok' GROUP BY task_id",
     )
     assert len(completions) == 8 and {count for _, count in completions} == {1}
-    log = (sleeper.home / "logs" / "swarmd.jsonl").read_text()
-    # On waking it killed its workers before reporting anything...
-    assert '"detail": "self-fencing: its leases went unrenewed' in log
-    # ...and what they had finished while it slept was refused: the other daemon reran it.
-    assert "attempt_result_refused" in log
+    events = [json.loads(line) for line in log_path.read_text().splitlines()]
+    fenced = {e["task"] for e in events if "self-fencing" in str(e.get("detail"))}
+    refused = {e["task"] for e in events if e["event"] == "attempt_result_refused"}
+    # On waking, it killed the workers still running before reporting anything...
+    assert fenced, "no worker was killed by self-fencing"
+    # ...and every attempt of its own, ended or killed, was refused: others reran them.
+    started = {e["task"] for e in events if e["event"] == "worker_started"}
+    assert refused == started, (refused, started)
 
 
 def test_a_restarted_server_loses_nothing(
