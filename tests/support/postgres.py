@@ -2,8 +2,8 @@
 
 ``initdb`` refuses to run as root: as root (CI), the cluster belongs to ``nobody`` and every
 server program runs under ``setpriv`` as that user. The binaries are Debian's
-(``/usr/lib/postgresql/<version>/bin``) or whatever ``pg_ctl`` is on the path. Each test gets
-a database of its own, copied from a template the first test migrated.
+(``/usr/lib/postgresql/<version>/bin``), the ``pgserver`` wheel's, or the path's. Each test
+gets a database of its own, copied from a template the first test migrated.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import glob
+import importlib.util
 import itertools
 import os
 import shutil
@@ -26,13 +27,21 @@ _NOBODY = 65534
 
 
 def find_bindir() -> Path | None:
-    """The directory holding ``initdb`` and ``pg_ctl``: Debian's newest, or the path's."""
+    """The directory holding ``initdb`` and ``pg_ctl``: Debian's newest; else the server
+    the ``pgserver`` wheel bundles (in the test extras, so a machine with only Python and
+    PyPI runs these tests too); else the path's."""
     debian = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
         key=lambda path: int(Path(path).parent.parent.name),
     )
     if debian:
         return Path(debian[-1]).parent
+    # Found without importing it: its import has side effects (a warning about XDG dirs).
+    spec = importlib.util.find_spec("pgserver")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        bundled = Path(location) / "pginstall" / "bin"
+        if (bundled / "pg_ctl").exists():
+            return bundled
     found = shutil.which("initdb")
     return Path(found).parent if found else None
 
