@@ -241,16 +241,21 @@ def test_a_dag_survives_random_kills_with_one_completion_per_task_and_nothing_le
         ticket_of(home, ticket_id).state is TicketState.SUCCEEDED,
         f"the ticket ended {ticket_of(home, ticket_id).state.value}",
     )
-    failed_attempts = 0
+    failed: list[str] = []
     for task in tasks_of(home, ticket_id):
         chaos.check(task.state is TaskState.SUCCEEDED, f"{task.name} ended {task.state.value}")
         attempts = attempts_of(home, task.id)
         accepted = [a for a in attempts if a.exit_reason is ExitReason.OK]
         chaos.check(len(accepted) == 1, f"{task.name} has {len(accepted)} accepted completions")
-        failed_attempts += sum(1 for a in attempts if a.exit_reason in FAILED)
+        failed += [
+            f"{task.name}#{a.number} {a.exit_reason.value}: {a.error}"
+            for a in attempts
+            if a.exit_reason in FAILED
+        ]
     chaos.check(
-        failed_attempts <= chaos.worker_kills,
-        f"{failed_attempts} failed attempts for {chaos.worker_kills} workers killed",
+        len(failed) <= chaos.worker_kills,
+        f"{len(failed)} failed attempts for {chaos.worker_kills} workers killed: "
+        + "; ".join(failed),
     )
     for finished in (ticket_id, late_id):
         check = swarmd(
