@@ -18,13 +18,6 @@ parent's selector, self-pipe and signal wake-up fd. The zygote waits with ``sele
 learns of its children's exits through ``signal.set_wakeup_fd``; it may ``waitpid(-1)``
 because every child it has is a worker it forked (the daemon itself never does).
 
-A spare worker waits ahead of the requests: forked, in its own session, with its event
-loop built, it blocks on its own socket until the zygote hands it a request (the record
-itself, with the channel, log and working directory fds), then becomes that worker. The
-fork, the session and the loop are off the path from a claim to a running task; the zygote
-forks the next spare once it has answered. A spare that dies idle is replaced, never
-reported; when the daemon closes the control socket, the spare gets end-of-file and exits.
-
 The death chain: the daemon dies -> the zygote gets its parent-death signal and kills its
 own group (itself, and a worker forked a moment ago that has not left it yet) -> each
 worker's parent has died, so each gets its own parent-death signal and kills its group.
@@ -33,7 +26,6 @@ worker's parent has died, so each gets its own parent-death signal and kills its
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import gc
 import importlib
@@ -90,9 +82,6 @@ MAX_RECORD_BYTES = 1024 * 1024
 WORKER_PROCESS_NAME = b"swarmd-worker"
 """A forked worker's command line is the zygote's: ``ps -o comm`` tells them apart."""
 
-SPARE_SETTLED = b"s"
-"""What a spare worker sends the zygote once it leads its own session."""
-
 INTERNAL_ERROR_EXIT = 70  # EX_SOFTWARE: the forked child failed before or around the worker
 
 
@@ -116,7 +105,6 @@ class Zygote:
         for fd in (self._wakeup_read, self._wakeup_write):
             os.set_blocking(fd, False)
         self._children: set[int] = set()
-        self._spare: _Spare | None = None
 
     def serve(self) -> int:
         """Serve until the daemon closes the control socket; the exit status of the zygote."""
@@ -127,8 +115,6 @@ class Zygote:
         self._selector.register(self._wakeup_read, selectors.EVENT_READ)
         try:
             while True:
-                if self._spare is None:
-                    self._spare = self.fork_spare()
                 for key, _ in self._selector.select():
                     if key.fileobj is self._wakeup_read:
                         self._drain_wakeups()
@@ -139,7 +125,6 @@ class Zygote:
             return 0  # the daemon is gone; our parent-death signal is on its way
         finally:
             signal.set_wakeup_fd(-1)
-            self._retire_spare()
 
     def announce_ready(self, warm_up_s: float) -> None:
         self._send(Ready(os.getpid(), round(warm_up_s, 3)))
@@ -160,7 +145,7 @@ class Zygote:
             self._send(SpawnFailed(request_id(data), str(exc)))
             return True
         try:
-            pid = self.hand_to_spare(data, fds[0], request) or self.fork_worker(request, fds[0])
+            pid = self.fork_worker(request, fds[0])
         except OSError as exc:
             self._send(SpawnFailed(request.id, _spawn_failure(request, exc)))
             return True
@@ -203,77 +188,9 @@ class Zygote:
             if cwd_fd >= 0:
                 os.close(cwd_fd)
 
-    def fork_spare(self) -> _Spare | None:
-        """Fork the next spare worker; ``None`` if it cannot be forked now (requests then
-        fork their workers, and the next turn of the loop tries again)."""
-        try:
-            ours, its = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        except OSError:
-            return None
-        gc.freeze()
-        try:
-            pid = os.fork()
-        except OSError:
-            ours.close()
-            its.close()
-            return None
-        if pid == 0:
-            ours.close()
-            self._become_spare(its)
-        its.close()
-        return _Spare(pid, ours)
-
-    def hand_to_spare(self, record: bytes, channel_fd: int, request: SpawnRequest) -> int | None:
-        """Give ``request`` (its ``record`` as the daemon sent it) to the spare worker; its
-        pid, or ``None`` if there is no spare alive to take it."""
-        spare, self._spare = self._spare, None
-        if spare is None:
-            return None
-        try:
-            # Opened here, as for a fork, so that a bad path is reported as an error.
-            log_fd = os.open(
-                request.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600
-            )
-        except OSError:
-            self._spare = spare  # it stays the spare: the request fails on its own
-            raise
-        cwd_fd = -1
-        try:
-            cwd_fd = os.open(request.cwd, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            self._spare = spare
-            raise
-        finally:
-            if cwd_fd < 0:
-                os.close(log_fd)
-        try:
-            # It says so once it leads its own session (a fork a moment ago may not yet):
-            # until then a killpg of its pid would find no such group.
-            if spare.socket.recv(1) != SPARE_SETTLED:
-                raise ConnectionResetError("the spare worker died")
-            socket.send_fds(spare.socket, [record], [channel_fd, log_fd, cwd_fd])
-        except OSError:
-            spare.socket.close()  # it died idle: reaped and forgotten like any spare
-            return None
-        finally:
-            os.close(log_fd)
-            os.close(cwd_fd)
-        spare.socket.close()
-        self._children.add(spare.pid)
-        return spare.pid
-
-    def _retire_spare(self) -> None:
-        """Close the spare's socket (it exits on end-of-file) and wait for it."""
-        spare, self._spare = self._spare, None
-        if spare is None:
-            return
-        spare.socket.close()
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(spare.pid, 0)
-
     def reap_children(self) -> None:
-        """Report every child that has exited (a spare that died idle is replaced, unsaid)."""
-        while self._children or self._spare is not None:
+        """Report every child that has exited."""
+        while self._children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
@@ -281,10 +198,6 @@ class Zygote:
                 return
             if pid == 0:
                 return
-            if self._spare is not None and pid == self._spare.pid:
-                self._spare.socket.close()
-                self._spare = None
-                continue
             self._children.discard(pid)
             returncode = os.waitstatus_to_exitcode(status)
             self._send(Exited(pid, returncode))
@@ -342,68 +255,11 @@ class Zygote:
                     stream.flush()
             os._exit(code)
 
-    def _become_spare(self, its: socket.socket) -> NoReturn:
-        """In the forked child: all of a worker's start that needs no request, then wait for
-        one on ``its`` and become that worker (as ``_become_worker`` does)."""
-        code = INTERNAL_ERROR_EXIT
-        try:
-            zygote_pid = os.getppid()
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            for signum, handler in self._worker_handlers.items():
-                signal.signal(signum, handler)
-            os.setsid()
-            arm_parent_death(zygote_pid)
-            its.send(SPARE_SETTLED)
-            self._selector.close()
-            self._control.close()
-            os.close(self._wakeup_read)
-            os.close(self._wakeup_write)
-            fd = its.fileno()
-            os.closerange(3, fd)
-            os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
-            _name_process(WORKER_PROCESS_NAME)
-            loop = asyncio.new_event_loop()
-            data, fds, _, _ = socket.recv_fds(its, MAX_RECORD_BYTES, 3)
-            its.close()
-            if not data:
-                raise SystemExit(0)  # the zygote is closing: no request will come
-            request = SpawnRequest.from_message(decode(data))
-            channel_fd, log_fd, cwd_fd = fds
-            _redirect_output(log_fd)
-            os.close(log_fd)
-            os.fchdir(cwd_fd)
-            os.close(cwd_fd)
-            os.environ.clear()
-            os.environ.update(request.env)
-            gc.enable()
-            code = _run_worker(channel_fd, loop)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:
-            with contextlib.suppress(BaseException):
-                traceback.print_exc()
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(BaseException):
-                    stream.flush()
-            os._exit(code)
 
-
-class _Spare:
-    """A spare worker: its pid, and the zygote's end of its socket."""
-
-    __slots__ = ("pid", "socket")
-
-    def __init__(self, pid: int, its_socket: socket.socket) -> None:
-        self.pid = pid
-        self.socket = its_socket
-
-
-def _run_worker(channel_fd: int, loop: asyncio.AbstractEventLoop | None = None) -> int:
+def _run_worker(channel_fd: int) -> int:
     from swarmd.worker.main import run_worker
 
-    return run_worker(channel_fd, loop=loop)
+    return run_worker(channel_fd)
 
 
 def _redirect_output(log_fd: int) -> None:

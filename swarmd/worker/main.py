@@ -52,15 +52,13 @@ STARTS_PROCESSES = frozenset({AgentKind.COMMAND, AgentKind.VERIFY})
 """The agents that run commands: only their workers can leave a process in their group."""
 
 
-def run_worker(channel_fd: int, *, loop: asyncio.AbstractEventLoop | None = None) -> int:
+def run_worker(channel_fd: int) -> int:
     """Serve one job, then take down what is left of this worker's process group.
 
     The sweep reads ``/proc`` (a few milliseconds on a busy host), so it is skipped for the
-    agents that start no process: every task pays the worker's exit. ``loop``: an event loop
-    built ahead (a fork server's spare worker builds it while it waits); a new one if None.
+    agents that start no process: every task pays the worker's exit.
     """
-    with asyncio.Runner(loop_factory=None if loop is None else lambda: loop) as runner:
-        code, job = runner.run(serve(channel_fd))
+    code, job = asyncio.run(serve(channel_fd))
     if job is None or job.agent.kind in STARTS_PROCESSES:
         kill_rest_of_group()
     return code

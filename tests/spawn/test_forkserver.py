@@ -291,65 +291,10 @@ async def test_close_stops_the_zygote_and_awaits_it(
     zygote = fork_server.pid
     assert zygote is not None
 
-    spare = await idle_spare(fork_server)
-
     await fork_server.close()
 
     assert fork_server.pid is None
     assert not is_alive(zygote)
-    assert not is_alive(spare)
-
-
-async def idle_spare(server: ForkServer, *, other_than: int | None = None) -> int:
-    """The pid of the zygote's spare worker, once it is there: its one child not serving."""
-    assert server.pid is not None
-    zygote = psutil.Process(server.pid)
-
-    def spare() -> int | None:
-        children = [child.pid for child in zygote.children() if child.pid != other_than]
-        return children[0] if len(children) == 1 else None
-
-    assert await poll_until_async(lambda: spare() is not None, within=PROCESS_TIMEOUT)
-    pid = spare()
-    assert pid is not None
-    return pid
-
-
-async def test_a_spare_worker_waits_ahead_and_takes_the_next_request(
-    tmp_path: Path, fork_server: ForkServer
-) -> None:
-    spare = await idle_spare(fork_server)
-    assert os.getsid(spare) == spare  # its session is made before any request
-
-    proc, result = await run_command(fork_server, tmp_path / "w", ["true"])
-
-    assert proc.pid == spare
-    assert result["ok"], result
-    assert await idle_spare(fork_server) != spare  # the next one is forked
-
-
-async def test_a_spare_that_dies_idle_is_replaced_and_never_reported(
-    tmp_path: Path, fork_server: ForkServer
-) -> None:
-    spare = await idle_spare(fork_server)
-    os.kill(spare, signal.SIGKILL)
-    assert await poll_until_async(lambda: not is_alive(spare), within=PROCESS_TIMEOUT)
-
-    proc, result = await run_command(fork_server, tmp_path / "w", ["true"])
-
-    assert proc.pid != spare
-    assert result["ok"], result
-
-
-async def test_requests_faster_than_spares_are_forked_each_get_a_worker(
-    tmp_path: Path, fork_server: ForkServer
-) -> None:
-    outcomes = await asyncio.gather(
-        *(run_command(fork_server, tmp_path / f"w{n}", ["true"]) for n in range(4))
-    )
-
-    assert len({proc.pid for proc, _ in outcomes}) == 4
-    assert all(result["ok"] for _, result in outcomes), outcomes
 
 
 def test_sigkilled_daemon_takes_zygote_workers_and_grandchildren_within_two_seconds(
@@ -359,9 +304,8 @@ def test_sigkilled_daemon_takes_zygote_workers_and_grandchildren_within_two_seco
     daemon = leaders.start([*argv, "--", "sh", "-c", SLEEP_WITH_A_GRANDCHILD])
     ready = [tmp_path / f"w{n}" / "ready" for n in range(3)]
     assert poll_until(lambda: all(path.exists() for path in ready), timeout=PROCESS_TIMEOUT)
-    # The daemon, the zygote, its spare worker (forked as soon as the last request was
-    # answered), and per worker: the worker, its sh, and the sleep.
-    assert len(orphans.survivors()) == 3 + 3 * 3
+    # The daemon, the zygote, and per worker: the worker, its sh, and the sleep.
+    assert len(orphans.survivors()) == 2 + 3 * 3
 
     daemon.kill()
     daemon.wait(timeout=PROCESS_TIMEOUT)
