@@ -14,26 +14,34 @@
     status_report.py  ``swarmd status`` as data, and its exit code
     status_view.py    ``swarmd status`` for people: the snapshot and ``--watch``
     progress.py       following one ticket until it finishes, and what holds it
+    waiting.py        ``submit`` and ``run-ticket``, run without typer in their plain forms
     log_view.py       ``swarmd logs``: filter and follow the structured log
 
 ``app.py`` imports each command's module only inside that command, so ``swarmd --version``
-and ``swarmd --help`` load no settings, logging or asyncio.
+and ``swarmd --help`` load no settings, logging or asyncio; the plain forms of ``submit``
+and ``run-ticket`` (``swarmd submit FILE --wait``) do not load typer (``waiting.py``).
 """
 
 import sys
 
 
 def main() -> None:
-    """The ``swarmd`` command. ``swarmd --version`` answers before the app is even built."""
+    """The ``swarmd`` command. ``swarmd --version`` answers before the app is even built, and
+    the plain forms of the commands a user waits on run without it."""
     if sys.argv[1:] == ["--version"]:
         from swarmd import __version__
 
         print(f"swarmd {__version__}")
         return
-    from swarmd.cli.app import main as run_app
+    from swarmd.cli.waiting import plain_form, run_plain
 
     try:
-        run_app()
+        if command := plain_form(sys.argv[1:]):
+            run_plain(command)
+        else:
+            from swarmd.cli.app import main as run_app
+
+            run_app()
     except SystemExit as exc:
         exit_now(exc.code)
     exit_now(0)

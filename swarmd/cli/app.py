@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from swarmd import __version__
+from swarmd.cli import waiting
 from swarmd.cli.exits import (
     call,
     checked,
@@ -35,6 +36,7 @@ from swarmd.cli.exits import (
 )
 from swarmd.cli.help_format import SwarmdCommand, SwarmdGroup
 from swarmd.cli.quoting import literal, printable
+from swarmd.cli.waiting import setup_cli_logging
 from swarmd.errors import SwarmdError
 
 if TYPE_CHECKING:
@@ -60,19 +62,6 @@ def console() -> Console:
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-
-
-def setup_cli_logging(settings: Settings, *, console_output: bool = False) -> None:
-    from swarmd.logs import configure_logging
-
-    configure_logging(
-        level=settings.log_level,
-        log_path=settings.layout.log,
-        secrets=settings.secrets,
-        console=console_output,
-        max_bytes=settings.log_max_bytes,
-        backups=settings.log_backups,
-    )
 
 
 def version_callback(value: bool) -> None:
@@ -124,44 +113,7 @@ def submit(
     json_output: JsonOption = False,
 ) -> None:
     """Queue a ticket; prints the new ticket id."""
-    from swarmd.cli import commands, inputs
-
-    priority = checked(lambda: inputs.priority(priority))
-    settings = settings_or_exit()
-    usable_home(settings, writing=True)
-    setup_cli_logging(settings)
-    result = call(lambda: commands.submit_file(settings, file, priority=priority, key=key))
-    if json_output:
-        print(f'{{"ticket": {result.ticket_id}, "created": {str(result.created).lower()}}}')
-    else:
-        print(result.ticket_id)
-    if wait:
-        sys.stdout.flush()
-        raise typer.Exit(wait_and_summarise(settings, result.ticket_id))
-
-
-def wait_and_summarise(settings: Settings, ticket_id: int) -> int:
-    """``submit --wait``: follow the ticket, then say how it ended on stderr (stdout holds
-    the id alone, for scripts); the exit code of its end."""
-    from swarmd.cli import commands
-    from swarmd.cli.progress import exit_code_for
-
-    if note := commands.no_daemon_note(settings, ticket_id):
-        print(note, file=sys.stderr, flush=True)
-    try:
-        state = call(lambda: commands.wait_for_ticket(settings, ticket_id, timeout=None))
-    except KeyboardInterrupt:
-        fail(stopped_waiting(settings, ticket_id), 130)
-    assert state is not None  # no timeout: only the ticket's end ends the wait
-    for line in call(lambda: commands.describe_outcome(settings, ticket_id)):
-        print(line, file=sys.stderr)
-    return exit_code_for(state)
-
-
-def stopped_waiting(settings: Settings, ticket_id: int) -> str:
-    from swarmd.cli import commands
-
-    return f"stopped waiting for ticket {ticket_id}; {commands.left_behind(settings, ticket_id)}"
+    waiting.submit(file, priority=priority, key=key, wait=wait, json=json_output)
 
 
 @app.command("run-ticket", cls=SwarmdCommand)
@@ -183,26 +135,7 @@ def run_ticket(
     ] = None,
 ) -> None:
     """Run a ticket: with a daemon, hand it over (and --wait); without one, run it here."""
-    from swarmd.cli import commands, inputs
-
-    timeout = checked(lambda: inputs.seconds("--timeout", timeout))
-    priority = checked(lambda: inputs.priority(priority))
-    typed_id = checked(lambda: inputs.ticket_id(ticket)) if inputs.looks_like_id(ticket) else None
-    settings = settings_or_exit()
-    usable_home(settings, writing=True)
-    setup_cli_logging(settings)
-    if note := commands.offline_note(settings):
-        print(note, file=sys.stderr, flush=True)
-    ticket_id = call(
-        lambda: commands.resolve_ticket_ref(settings, ticket, typed_id, priority=priority)
-    )
-    try:
-        outcome = call(lambda: commands.run_ticket(settings, ticket_id, wait=wait, timeout=timeout))
-    except KeyboardInterrupt:
-        fail(stopped_waiting(settings, ticket_id), 130)
-    for line in outcome.lines:
-        print(line)
-    raise typer.Exit(outcome.exit_code)
+    waiting.run_ticket(ticket, wait=wait, timeout=timeout, priority=priority)
 
 
 @app.command(cls=SwarmdCommand)

@@ -11,8 +11,6 @@ from collections.abc import Callable, Coroutine
 from functools import cache
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-import typer
-
 from swarmd.cli.quoting import printable
 from swarmd.errors import InputError, SwarmdError
 
@@ -34,8 +32,10 @@ def err_console() -> Console:
 
 
 def fail(message: str, code: int) -> NoReturn:
+    """Say ``message`` and end the command with ``code`` (typer lets ``SystemExit`` through,
+    so this module, and the commands run without typer, need not import it)."""
     say(message)
-    raise typer.Exit(code)
+    raise SystemExit(code)
 
 
 def say(message: str) -> None:

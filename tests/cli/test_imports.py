@@ -56,3 +56,35 @@ def test_looking_at_the_queue_loads_no_process_spawning_code(
     modules = imported_modules(*args, env=env)
     assert "swarmd.store" in modules  # the command did run
     assert sorted(m for m in modules if m.startswith(SPAWNING)) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("submit", "{ticket}"),
+        ("submit", "--json", "{ticket}"),
+        ("run-ticket", "{ticket}", "--wait"),
+    ],
+)
+def test_the_plain_forms_of_the_waited_on_commands_load_no_typer(
+    args: tuple[str, ...], home: Path, tmp_path: Path
+) -> None:
+    """``swarmd submit FILE --wait`` and ``swarmd run-ticket FILE --wait`` start without
+    typer (and its pydantic adapters), and their log, a file's, loads no rich (structlog
+    imports it for its console renderer alone). (``submit --wait`` would wait for a daemon:
+    its routing is in test_plain_forms.py.)"""
+    env = cli_env(home)
+    ticket = write_ticket(tmp_path, {"title": "t", "agent": "echo", "prompt": "hello"})
+    modules = imported_modules(*(arg.format(ticket=ticket) for arg in args), env=env)
+    assert "swarmd.store" in modules  # the command did run
+    assert sorted(m for m in modules if m.split(".")[0] == "typer") == []
+    # ``-X importtime`` lists structlog's refused ``import rich`` too: no module of it ran.
+    assert sorted(m for m in modules if m.startswith("rich.")) == []
+
+
+def test_any_other_form_goes_through_typer(home: Path, tmp_path: Path) -> None:
+    env = cli_env(home)
+    ticket = write_ticket(tmp_path, {"title": "t", "agent": "echo", "prompt": "hello"})
+    modules = imported_modules("submit", str(ticket), "--priority", "3", env=env)
+    assert "swarmd.store" in modules
+    assert "typer" in modules
