@@ -40,6 +40,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from swarmd.daemon.dashboard.logtail import LogTail
 from swarmd.daemon.dashboard.snapshot import SnapshotBuilder
+from swarmd.daemon.http_close import close_server
 from swarmd.errors import EnvironmentProblem, SwarmdError
 from swarmd.logs import get_logger
 
@@ -238,12 +239,7 @@ class DashboardServer:
     async def close(self) -> None:
         if self._server is None:
             return
-        self._server.close()
-        # Python 3.11's Server.close() leaves accepted connections open: end them here.
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        await self._server.wait_closed()
+        await close_server(self._server, self._connections)
         self._server = None
 
     async def _refresh(self) -> dict[str, Any] | None:

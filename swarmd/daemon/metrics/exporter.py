@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from swarmd.daemon.http_close import close_server
 from swarmd.daemon.metrics.collector import MetricsCollector
 from swarmd.daemon.metrics.exposition import CONTENT_TYPE
 from swarmd.errors import EnvironmentProblem, SwarmdError
@@ -118,12 +119,7 @@ class MetricsExporter:
     async def close(self) -> None:
         if self._server is None:
             return
-        self._server.close()
-        # Python 3.11's Server.close() leaves accepted connections open: end them here.
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        await self._server.wait_closed()
+        await close_server(self._server, self._connections)
         self._server = None
 
     async def _serve_connection(
