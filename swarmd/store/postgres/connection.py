@@ -45,7 +45,7 @@ from swarmd.store.backend import (
     Transaction,
 )
 from swarmd.store.postgres.dialect import to_postgres
-from swarmd.store.postgres.leases import FLEET, RUNNING_BY_HOST, PostgresLeases
+from swarmd.store.postgres.leases import FLEET, RUNNING_BY_OWNER, PostgresLeases
 from swarmd.store.postgres.limits import RateBuckets
 from swarmd.store.postgres.listener import Listener
 from swarmd.store.postgres.schema import LATEST_VERSION, MIGRATION_LOCK, MIGRATIONS
@@ -260,38 +260,31 @@ class PostgresDatabase:
     async def maintain(self, sql: str) -> None:
         """SQLite's file maintenance has no counterpart here: autovacuum keeps the tables."""
 
-    async def run_statement(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        """One statement in PostgreSQL's own dialect (``%s``), a transaction of its own."""
-
-        def body(txn: Transaction) -> list[Row]:
-            assert isinstance(txn, PostgresTransaction)
-            txn._cursor.execute(sql, tuple(params))
-            return list(txn._cursor.fetchall()) if txn._cursor.description else []
-
-        return await self._run(body, read_only=False)
-
     async def fleet(self, horizon_seconds: float) -> list[dict[str, Any]]:
         """Every daemon heard from within ``horizon_seconds``, and what each runs."""
-        daemons = await self.run_statement(FLEET, (horizon_seconds,))
-        running = await self.run_statement(RUNNING_BY_HOST)
-        return [
-            {
-                "owner": row["owner"],
-                "host": row["host"],
-                "home": row["home"],
-                "pid": row["pid"],
-                "started_at": row["started_at"],
-                "version": row["version"],
-                "status": json.loads(row["status"]),
-                "heartbeat_age_s": round(float(row["heartbeat_age"]), 1),
-                "running": [
-                    f"{task['ticket_id']}/{task['name']}"
-                    for task in running
-                    if task["lease_owner"] == row["owner"]
-                ],
-            }
-            for row in daemons
-        ]
+
+        def read(txn: Transaction) -> list[dict[str, Any]]:
+            running = txn.fetch(RUNNING_BY_OWNER)
+            return [
+                {
+                    "owner": row["owner"],
+                    "host": row["host"],
+                    "home": row["home"],
+                    "pid": row["pid"],
+                    "started_at": row["started_at"],
+                    "version": row["version"],
+                    "status": json.loads(row["status"]),
+                    "heartbeat_age_s": round(float(row["heartbeat_age"]), 1),
+                    "running": [
+                        f"{task['ticket_id']}/{task['name']}"
+                        for task in running
+                        if task["lease_owner"] == row["owner"]
+                    ],
+                }
+                for row in txn.fetch(FLEET, (horizon_seconds,))
+            ]
+
+        return await self.read(read, snapshot=True)
 
     def _check_open(self) -> None:
         if self._closed:

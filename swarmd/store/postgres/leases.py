@@ -71,27 +71,22 @@ WRITE_DAEMON = """
 
 CLEAR_DAEMON = "DELETE FROM daemons WHERE owner = %s"
 
-# Every daemon heard from recently, with how long ago by the database's clock, and the
-# attempts each holds.
+# For ``status``, in the store's dialect: every daemon heard from recently (how long ago,
+# by the database's clock), and which daemon runs which task.
 FLEET = """
-    SELECT d.owner, d.host, d.home, d.pid, d.started_at, d.version, d.status,
-           extract(epoch FROM now() - d.heartbeat_at) AS heartbeat_age,
-           (SELECT COUNT(*) FROM attempts AS a
-            WHERE a.lease_owner = d.owner AND a.ended_at IS NULL) AS attempts
-    FROM daemons AS d
-    WHERE d.heartbeat_at > now() - make_interval(secs => %s)
-    ORDER BY d.host, d.home
+    SELECT owner, host, home, pid, started_at, version, status,
+           extract(epoch FROM now() - heartbeat_at) AS heartbeat_age
+    FROM daemons
+    WHERE heartbeat_at > now() - make_interval(secs => ?)
+    ORDER BY host, home
 """
 
-RUNNING_BY_HOST = """
-    SELECT t.ticket_id, t.name, a.number, a.lease_host, a.lease_owner,
-           extract(epoch FROM a.lease_expires_at - now()) AS lease_left
+RUNNING_BY_OWNER = """
+    SELECT t.ticket_id, t.name, a.lease_owner
     FROM attempts AS a JOIN tasks AS t ON t.id = a.task_id
     WHERE a.ended_at IS NULL
     ORDER BY a.id
 """
-
-FORGET_OLD_DAEMONS = "DELETE FROM daemons WHERE heartbeat_at < now() - interval '1 day'"
 
 STATEMENT_TIMEOUT_MS = 5000
 
