@@ -8,25 +8,19 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from structlog.testing import capture_logs
 
 from swarmd.config import load_settings
-from swarmd.daemon.alerts import (
-    SIGNATURE_HEADER,
-    Alerter,
-    AlertWatch,
-    WebhookSink,
-    build_alerter,
-)
+from swarmd.daemon.alert_sinks import SIGNATURE_HEADER, WebhookSink
+from swarmd.daemon.alerts import Alerter, AlertWatch, build_alerter
 from swarmd.errors import ConfigError
 from swarmd.models import AlertEvent, TicketState
 from swarmd.store import Store
+from tests.support.recording_sink import RecordingSink
 from tests.support.webhook_server import HANG, webhook_server
 
 HOOK_SECRET = "whsec-do-not-leak-0123456789"
@@ -37,19 +31,6 @@ import json, os, sys
 with open(sys.argv[1], "a") as out:
     out.write(json.dumps({"stdin": sys.stdin.read(), "env": dict(os.environ)}) + "\\n")
 """
-
-
-class RecordingSink:
-    name = "recording"
-
-    def __init__(self) -> None:
-        self.payloads: list[Mapping[str, Any]] = []
-
-    async def deliver(self, payload: Mapping[str, Any], body: bytes) -> None:
-        self.payloads.append(payload)
-
-    async def aclose(self) -> None:
-        pass
 
 
 def webhook(url: str, *, secret: str | None = None, timeout: float = 5.0) -> WebhookSink:

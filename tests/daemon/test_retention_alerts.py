@@ -19,9 +19,9 @@ from swarmd.daemon.retention import (
 )
 from swarmd.home import HomeLayout
 from swarmd.store import Store
-from tests.daemon.test_alerts import RecordingSink
 from tests.daemon.test_retention import finished_ticket, pruner
 from tests.support.clock import FakeClock
+from tests.support.recording_sink import RecordingSink
 
 
 @pytest.fixture
