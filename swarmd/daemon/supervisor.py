@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from swarmd.daemon.gate import GateDecision, SpawnGate
+from swarmd.daemon.lease_timer import LeaseTimer
 from swarmd.daemon.outcome import Verdict, decide_verdict
 from swarmd.daemon.repo_tasks import RepoTasks
 from swarmd.errors import GitError, ProcessError, StaleAttemptError, SwarmdError, TicketError
@@ -60,16 +61,6 @@ class SupervisorConfig:
     only_ticket: int | None = None  # run-ticket without a daemon: this ticket alone
     default_max_attempts: int = 3  # for tasks a planner adds
     lease_seconds: float = 30.0  # on a shared database: how long a claim holds unrenewed
-
-    @property
-    def renew_every(self) -> float:
-        return min(self.heartbeat_seconds, self.lease_seconds / 6)
-
-    @property
-    def fence_after(self) -> float:
-        """Unrenewed this long, the daemon kills its workers: well before the lease expires
-        and another daemon may take their tasks."""
-        return self.lease_seconds * 2 / 3
 
 
 class SupervisorHooks(Protocol):
@@ -118,8 +109,7 @@ class Supervisor:
         self._next_limit_check = 0.0
         self._next_retry_at: float | None = None
         self._gate_held = False
-        self._next_renewal = 0.0
-        self._renewed_at: float | None = None  # None: not on a shared database yet
+        self._leases = LeaseTimer(config.lease_seconds, config.heartbeat_seconds)
         self.finished_state: TicketState | None = None
 
     # -- the loop -----------------------------------------------------------------------
@@ -152,7 +142,7 @@ class Supervisor:
         now = self._clock()
         deadlines = [self._next_heartbeat]
         if self._store.shared:
-            deadlines.append(self._next_renewal)
+            deadlines.append(self._leases.next_renewal)
         if self._sessions:
             deadlines.append(self._next_limit_check)
         if self._gate_held:
@@ -299,11 +289,11 @@ class Supervisor:
         if not self._store.shared:
             return
         now = self._clock()
-        if self._renewed_at is not None and now - self._renewed_at > self._config.fence_after:
-            self._fence(f"its leases went unrenewed for {now - self._renewed_at:.0f} s")
-        if now < self._next_renewal:
+        unrenewed = self._leases.overdue(now)
+        if unrenewed is not None:
+            self._fence(f"its leases went unrenewed for {unrenewed:.0f} s")
+        if not self._leases.due(now):
             return
-        self._next_renewal = now + self._config.renew_every
         # A worker whose success is already recorded is only exiting: it holds no lease.
         open_attempts = [token for token in self._sessions if token not in self._closed]
         try:
@@ -312,7 +302,7 @@ class Supervisor:
         except SwarmdError as exc:
             log.warning("lease_renewal_failed", error=str(exc))
             return
-        self._renewed_at = now
+        self._leases.renewed(now)
         for token in open_attempts:
             session, _ = self._sessions[token]
             if token not in held and not session.stopping:
@@ -327,16 +317,10 @@ class Supervisor:
             if token not in self._closed and not session.stopping:
                 self._kill(session, ExitReason.INTERRUPTED, f"self-fencing: {why}")
 
-    def _leases_fresh(self) -> bool:
-        if not self._store.shared:
-            return True
-        renewed = self._renewed_at
-        return renewed is not None and self._clock() - renewed <= self._config.fence_after
-
     async def dispatch_ready(self) -> None:
         if not self._new_work:
             return
-        if not self._leases_fresh():
+        if self._store.shared and not self._leases.fresh(self._clock()):
             return
         self._new_work = False
         while self._has_free_slot() and not self._stop.is_set():
