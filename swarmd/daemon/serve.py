@@ -20,8 +20,8 @@ from typing import Any
 
 from swarmd import __version__
 from swarmd.agents.registry import AgentLookup, AgentRegistry
-from swarmd.agents.registry_file import AgentRegistryFile
 from swarmd.config import OFFLINE_MODEL, Settings
+from swarmd.daemon.agent_watch import watched_agent_registry, watching_agents
 from swarmd.daemon.alerts import Alerter, AlertWatch, build_alerter
 from swarmd.daemon.dashboard.running import running_dashboard
 from swarmd.daemon.dashboard.snapshot import LiveStatus
@@ -35,8 +35,9 @@ from swarmd.daemon.providers import grantable_env, llm_job_settings, provider_co
 from swarmd.daemon.repo_tasks import RepoTasks
 from swarmd.daemon.repos import RepoWork
 from swarmd.daemon.retention import Pruner, RetentionPolicy, run_retention
+from swarmd.daemon.side_tasks import stop_when_failed
 from swarmd.daemon.supervisor import Supervisor, SupervisorConfig
-from swarmd.errors import ConfigError, EnvironmentProblem, StoreError, SwarmdError
+from swarmd.errors import EnvironmentProblem, StoreError, SwarmdError
 from swarmd.git.registry import load_repo_registry
 from swarmd.home import HomeLock
 from swarmd.logs import get_logger
@@ -52,7 +53,6 @@ from swarmd.store.stats import StoreStats
 log = get_logger("swarmd.daemon.serve")
 
 METRICS_INTERVAL_SECONDS = 10.0
-AGENTS_CHECK_SECONDS = 1.0
 
 
 class DaemonHooks:
@@ -430,14 +430,6 @@ async def metrics_exporter(
         raise SwarmdError(f"the metrics exporter failed: {error}") from error
 
 
-def stop_when_failed(task: asyncio.Task[None], stop: asyncio.Event) -> None:
-    """A side task's done callback: a failure is logged loudly and stops the daemon."""
-    if task.cancelled() or task.exception() is None:
-        return
-    log.error("side_task_failed", task=task.get_name(), exc_info=task.exception())
-    stop.set()
-
-
 @contextlib.asynccontextmanager
 async def pruning(
     settings: Settings, store: Store, stop: asyncio.Event, alerts: AlertWatch, *, enabled: bool
@@ -455,54 +447,3 @@ async def pruning(
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
-
-
-def watched_agent_registry(path: Path) -> AgentRegistryFile:
-    """The agent registry of ``path``, re-read as it changes, each outcome logged."""
-
-    def reloaded(registry: AgentRegistry) -> None:
-        log.info("agents_reloaded", path=str(path), agents=registry.names())
-
-    def invalid(error: ConfigError) -> None:
-        log.error(
-            "agents_file_invalid",
-            path=str(path),
-            error=str(error),
-            detail="the daemon keeps the agents it last read",
-        )
-
-    return AgentRegistryFile(path, on_reload=reloaded, on_invalid=invalid)
-
-
-@contextlib.asynccontextmanager
-async def watching_agents(
-    agents: AgentLookup, reload: asyncio.Event, stop: asyncio.Event
-) -> AsyncIterator[None]:
-    """While the block runs, re-read the agent registry when its file changes (checked every
-    ``AGENTS_CHECK_SECONDS``) and whenever ``reload`` is set (SIGHUP).
-
-    The daemon also checks the file before each claimed task's job is built; this side task
-    makes a change (or a broken file) show in the log at once, claims or not.
-    """
-    if not isinstance(agents, AgentRegistryFile):
-        yield
-        return
-    watcher = asyncio.create_task(watch_agent_registry(agents, reload), name="watch-agents")
-    watcher.add_done_callback(lambda task: stop_when_failed(task, stop))
-    try:
-        yield
-    finally:
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
-
-
-async def watch_agent_registry(agents: AgentRegistryFile, reload: asyncio.Event) -> None:
-    while True:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(AGENTS_CHECK_SECONDS):
-                await reload.wait()
-        if reload.is_set():
-            reload.clear()
-            agents.reload()
-        else:
-            agents.refresh()
