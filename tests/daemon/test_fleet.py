@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 
@@ -52,6 +53,13 @@ def start_fleet(tmp_path: Path, url: str, count: int = 3, *, start: bool = True)
 def rows(url: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(url, autocommit=True) as conn:
         return [tuple(row) for row in conn.execute(sql, params).fetchall()]
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def running_on(url: str, daemon: Daemon) -> bool:
@@ -125,12 +133,17 @@ def test_a_killed_daemons_tasks_run_again_elsewhere_within_the_lease(
     try:
         # Long tasks, claimed by both daemons; the victim's must move to the survivor.
         ticket_id = submit(
-            victim, tmp_path, layered_dag(8, 8, python_command("import time; time.sleep(4)"))
+            victim, tmp_path, layered_dag(8, 8, python_command("import time; time.sleep(8)"))
         )
         wait_until(lambda: running_on(postgres_url, victim), timeout=60)
+        tree = psutil.Process(victim.pid).children(recursive=True)
+        assert tree, "the victim runs no fork server and no worker"
         killed_at = time.time()
         victim.signal(signal.SIGKILL)
         victim.wait()
+        # Its fork server and workers die with it (long before their 8 s tasks could end):
+        # nothing of the dead daemon survives.
+        wait_until(lambda: not [p for p in tree if alive(p)], timeout=4)
         wait_until(lambda: ticket_state(postgres_url, ticket_id) == "succeeded", timeout=120)
     finally:
         stop_all(daemons)
