@@ -19,9 +19,9 @@ one call also can never be held open across an ``await``.
 The inline connection never checkpoints the write-ahead log itself (a checkpoint syncs the
 file to disk); every ``CHECKPOINT_EVERY`` inline writes, a ``RESTART`` checkpoint runs on
 the store's thread instead. It holds off writers while it copies the log into the file, so
-the next write starts the log over and it stays small; inline verbs that meet it take the
-write lock as taken and queue on the thread behind it. (A passive checkpoint never catches
-up with a loop that keeps writing, and the log then grows without end.)
+the next write starts the log over and it stays small. Until it is done, inline writes
+queue on the thread behind it instead of racing it for the write lock (a loop that keeps
+writing wins that race every time; a passive checkpoint never catches up with it either).
 """
 
 from __future__ import annotations
@@ -275,6 +275,11 @@ class Database:
             raise
 
     def _try_inline(self, body: Callable[[Transaction], T], mode: _Mode) -> T | _LockTaken:
+        if mode.writes and self._checkpoint is not None and not self._checkpoint.done():
+            # A checkpoint is queued or running on the thread: writes queue behind it there
+            # rather than race it for the write lock, which a loop that keeps writing would
+            # win every time, and the log would then grow without end.
+            return _LOCK_TAKEN
         try:
             result = _transact(self._inline, body, mode)
         except sqlite3.OperationalError as exc:
