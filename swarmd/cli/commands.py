@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,11 +53,19 @@ def check_agents(spec: TicketSpec, registry: AgentRegistry) -> None:
 
 
 async def submit_file(
-    settings: Settings, path: Path, *, priority: int | None = None, key: str | None = None
+    settings: Settings,
+    path: Path,
+    *,
+    priority: int | None = None,
+    key: str | None = None,
+    before_submit: Callable[[], Awaitable[None]] | None = None,
 ) -> SubmitResult:
+    """Check the ticket file at ``path`` and queue it; ``before_submit`` runs between the two."""
     spec = load_ticket_file(path)
     check_agents(spec, load_agent_registry(settings.agents_path))
     binding = bind_ticket_repository(settings, spec)
+    if before_submit is not None:
+        await before_submit()
     async with await Store.open(settings.store_location) as store:
         return await store.submit_ticket(
             spec,
@@ -126,51 +135,75 @@ def left_behind(settings: Settings, ticket_id: int) -> str:
 
 
 async def run_ticket(
-    settings: Settings, ticket_id: int, *, wait: bool, timeout: float | None
+    settings: Settings,
+    ref: str,
+    typed_id: int | None,
+    *,
+    priority: int | None,
+    wait: bool,
+    timeout: float | None,
+    on_ticket: Callable[[int], None],
 ) -> RunOutcome:
-    """Let the daemon run the ticket (following it with ``wait``), or run it in this process."""
+    """Let the daemon run the ticket ``ref`` names (following it with ``wait``), or run it in
+    this process; ``on_ticket`` hears its id as soon as it is known."""
     daemon_pid = running_daemon_pid(settings.layout)
-    if daemon_pid is not None:
-        if not wait:
-            return RunOutcome(0, [f"ticket {ticket_id} queued for the daemon (pid {daemon_pid})"])
-        state = await wait_for_ticket(settings, ticket_id, timeout=timeout)
-        if state is None:
-            assert timeout is not None  # only a timeout ends the wait early
-            late = f"ticket {ticket_id} did not finish within {timeout:g} s"
-            return RunOutcome(1, [f"{late}; {left_behind(settings, ticket_id)}"])
-    else:
-        state_or_none = await run_in_process(settings, ticket_id, timeout=timeout)
-        if state_or_none is None:
-            return RunOutcome(
-                1,
-                [f"ticket {ticket_id} stopped before it finished; its tasks were requeued"],
-            )
-        state = state_or_none
+    if daemon_pid is None:
+        return await run_in_process(
+            settings, ref, typed_id, priority=priority, timeout=timeout, on_ticket=on_ticket
+        )
+    ticket_id = await resolve_ticket_ref(settings, ref, typed_id, priority=priority)
+    on_ticket(ticket_id)
+    if not wait:
+        return RunOutcome(0, [f"ticket {ticket_id} queued for the daemon (pid {daemon_pid})"])
+    state = await wait_for_ticket(settings, ticket_id, timeout=timeout)
+    if state is None:
+        assert timeout is not None  # only a timeout ends the wait early
+        late = f"ticket {ticket_id} did not finish within {timeout:g} s"
+        return RunOutcome(1, [f"{late}; {left_behind(settings, ticket_id)}"])
     return RunOutcome(exit_code_for(state), await describe_outcome(settings, ticket_id))
 
 
 async def run_in_process(
-    settings: Settings, ticket_id: int, *, timeout: float | None
-) -> TicketState | None:
+    settings: Settings,
+    ref: str,
+    typed_id: int | None,
+    *,
+    priority: int | None,
+    timeout: float | None,
+    on_ticket: Callable[[int], None],
+) -> RunOutcome:
     """Run an in-process supervisor for this ticket alone, with progress on stderr."""
     from swarmd.spawn.groups import scrub_environment
     from swarmd.spawn.spawners import ForkServer, spawner_for
 
-    # The fork server starts first, so that it imports what workers need while this process
-    # imports and builds the daemon: the first tasks start that much sooner.
     spawner = spawner_for(
         settings.worker_start,
         env=scrub_environment(os.environ),
         home=settings.home,
         log_path=settings.layout.forkserver_log,
     )
-    if isinstance(spawner, ForkServer):
-        await spawner.start()
+
+    async def start_spawner() -> None:
+        # The fork server starts once the ticket is known to be good and before it is
+        # written, so that it imports what workers need while this process submits the
+        # ticket and imports and builds the daemon: the first tasks start that much sooner.
+        if isinstance(spawner, ForkServer):
+            await spawner.start()
+
     try:
-        return await run_daemon_for(settings, ticket_id, timeout=timeout, spawner=spawner)
+        ticket_id = await resolve_ticket_ref(
+            settings, ref, typed_id, priority=priority, before_submit=start_spawner
+        )
+        on_ticket(ticket_id)
+        state = await run_daemon_for(settings, ticket_id, timeout=timeout, spawner=spawner)
     finally:
         if isinstance(spawner, ForkServer):
             await spawner.close()  # the daemon closed it already, unless it never started
+    if state is None:
+        return RunOutcome(
+            1, [f"ticket {ticket_id} stopped before it finished; its tasks were requeued"]
+        )
+    return RunOutcome(exit_code_for(state), await describe_outcome(settings, ticket_id))
 
 
 async def run_daemon_for(
@@ -202,17 +235,28 @@ async def run_daemon_for(
 
 
 async def resolve_ticket_ref(
-    settings: Settings, ref: str, ticket_id: int | None, *, priority: int | None
+    settings: Settings,
+    ref: str,
+    ticket_id: int | None,
+    *,
+    priority: int | None,
+    before_submit: Callable[[], Awaitable[None]] | None = None,
 ) -> int:
     """The id of the ticket to run: ``ticket_id`` when one was typed (it must exist), else
-    the id of the ticket file ``ref`` once submitted."""
+    the id of the ticket file ``ref`` once submitted. ``before_submit`` runs once the ticket
+    is known to be good, before the database is touched."""
     if ticket_id is not None:
         async with await open_existing_store(settings, ticket_id) as store:
-            return (await store.get_ticket(ticket_id)).id
+            found = (await store.get_ticket(ticket_id)).id
+        if before_submit is not None:
+            await before_submit()
+        return found
     path = Path(ref)
     if not path.exists():
         raise InputError(f"{literal(ref, 200)} is neither a ticket id nor a ticket file")
-    return (await submit_file(settings, path, priority=priority)).ticket_id
+    return (
+        await submit_file(settings, path, priority=priority, before_submit=before_submit)
+    ).ticket_id
 
 
 def require_database(settings: Settings, ticket_id: int) -> None:

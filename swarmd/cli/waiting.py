@@ -147,13 +147,23 @@ def run_ticket(ticket: str, *, wait: bool, timeout: float | None, priority: int 
     setup_cli_logging(settings)
     if note := commands.offline_note(settings):
         print(note, file=sys.stderr, flush=True)
-    ticket_id = call(
-        lambda: commands.resolve_ticket_ref(settings, ticket, typed_id, priority=priority)
-    )
+    known: list[int] = []  # the ticket's id, once it is known
     try:
-        outcome = call(lambda: commands.run_ticket(settings, ticket_id, wait=wait, timeout=timeout))
+        outcome = call(
+            lambda: commands.run_ticket(
+                settings,
+                ticket,
+                typed_id,
+                priority=priority,
+                wait=wait,
+                timeout=timeout,
+                on_ticket=known.append,
+            )
+        )
     except KeyboardInterrupt:
-        fail(stopped_waiting(settings, ticket_id), 130)
+        if not known:
+            raise
+        fail(stopped_waiting(settings, known[0]), 130)
     for line in outcome.lines:
         print(line)
     raise SystemExit(outcome.exit_code)

@@ -23,7 +23,7 @@ from swarmd.wire.agent import AgentKind
 from swarmd.wire.channel import Channel, ChannelClosed, WorkerCalls
 from swarmd.wire.job import Job
 from swarmd.wire.result import AgentResult
-from swarmd.worker.shim import arm_parent_death, kill_rest_of_group
+from swarmd.worker.shim import adopt_orphans, arm_parent_death, kill_rest_of_group
 
 
 def leave_out_httpx_command_line() -> None:
@@ -55,9 +55,10 @@ STARTS_PROCESSES = frozenset({AgentKind.COMMAND, AgentKind.VERIFY})
 def run_worker(channel_fd: int) -> int:
     """Serve one job, then take down what is left of this worker's process group.
 
-    The sweep reads ``/proc`` (a few milliseconds on a busy host), so it is skipped for the
-    agents that start no process: every task pays the worker's exit.
+    The worker adopts its orphans first, so the sweep walks its own descendants; it is still
+    skipped for the agents that start no process: every task pays the worker's exit.
     """
+    adopt_orphans()
     code, job = asyncio.run(serve(channel_fd))
     if job is None or job.agent.kind in STARTS_PROCESSES:
         kill_rest_of_group()

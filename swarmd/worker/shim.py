@@ -24,8 +24,8 @@ down only the worker; its children would be re-parented and live on as orphans. 
 signal is also cleared in every child the worker forks, so only the worker itself can act.
 
 This module is on every worker's start-up path: it imports only ``os``, ``signal``,
-``contextlib``, ``ctypes`` (and the always-loaded ``sys``) from the standard library, and swarmd's
-dependency-free error module.
+``contextlib``, ``ctypes`` (and the built-in ``sys`` and ``time``) from the standard library,
+and swarmd's dependency-free error module.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import ctypes
 import os
 import signal
 import sys
+import time
 
 from swarmd.errors import ProcessError
 
@@ -81,14 +82,31 @@ def arm_parent_death(expected_parent_pid: int) -> None:
         _kill_own_group()
 
 
+_adopting_orphans = False
+
+
+def adopt_orphans() -> bool:
+    """Make this process its descendants' reaper: an orphan among them (a command's
+    ``sleep 300 &``) is re-parented to it rather than to init. Then every member of its
+    group is among its descendants, and ``kill_rest_of_group`` finds them by walking its
+    children instead of reading every process of the host. Whether the kernel agreed."""
+    global _adopting_orphans
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            prctl(PR_SET_CHILD_SUBREAPER, 1)
+            _adopting_orphans = True
+    return _adopting_orphans
+
+
 def kill_rest_of_group(*, rounds: int = 3) -> int:
     """SIGKILL every other process of the group this process leads; how many were found.
 
     A worker calls it last, so that it never exits leaving a process of its group behind:
     a command's background child (``sleep 300 &``) outlives the command, is re-parented to
     init, and nothing else would kill it if the daemon died before sweeping the group.
-    Members are found in ``/proc`` (no cheaper way lists a group); a member forking while
-    we sweep is caught by the next round.
+    Members are found among this process's descendants when it adopts orphans, else in
+    ``/proc`` (no cheaper way lists a group); a member forking while we sweep is caught by
+    the next round.
     """
     leader = os.getpid()
     if os.getpgrp() != leader:
@@ -103,30 +121,102 @@ def kill_rest_of_group(*, rounds: int = 3) -> int:
         for pid in members:
             with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
                 os.kill(pid, signal.SIGKILL)
+    if _adopting_orphans:
+        _reap_adopted(found)
     return len(found)
 
 
+def _reap_adopted(killed: set[int], *, timeout: float = 1.0) -> None:
+    """Reap this process's exited children: the members just killed (given a moment to
+    die) and the orphans it adopted that exited meanwhile, which would otherwise pass to
+    init as zombies when it exits."""
+    deadline = time.monotonic() + timeout
+    waiting = set(killed)
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid:
+            waiting.discard(pid)
+            continue
+        waiting = {pid for pid in waiting if _process_state(pid) is not None}
+        if not waiting or time.monotonic() > deadline:
+            return
+        time.sleep(0.001)
+
+
 def _live_group_members(pgid: int) -> list[int]:
+    if _adopting_orphans:
+        with contextlib.suppress(FileNotFoundError):  # a kernel without the children lists
+            return _live_group_descendants(pgid)
+    return _live_group_members_in_proc(pgid)
+
+
+def _live_group_descendants(pgid: int) -> list[int]:
+    """The members of group ``pgid`` among this process's descendants, from the kernel's
+    lists of each thread's children: a few reads when the command left nothing behind."""
+    members = []
+    pending = _children_of(os.getpid(), missing_ok=False)
+    while pending:
+        pid = pending.pop()
+        state = _process_state(pid)
+        if state is None:
+            continue  # it exited while we looked
+        if state[0] != b"Z" and state[1] == pgid:
+            members.append(pid)
+        pending.extend(_children_of(pid, missing_ok=True))
+    return members
+
+
+def _children_of(pid: int, *, missing_ok: bool) -> list[int]:
+    children: list[int] = []
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        if missing_ok:
+            return children  # it exited while we looked
+        raise
+    for tid in threads:
+        try:
+            listed = _read_small(f"/proc/{pid}/task/{tid}/children")
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+            continue
+        children.extend(int(child) for child in listed.split())
+    return children
+
+
+def _process_state(pid: int) -> tuple[bytes, int] | None:
+    """``pid``'s state letter and process group, or None if it is gone."""
+    try:
+        stat = _read_small(f"/proc/{pid}/stat")
+    except OSError:
+        return None
+    # The name (field 2) may hold spaces and parentheses: count from the last ")".
+    fields = stat.rsplit(b")", 1)[-1].split(None, 3)
+    # fields[0] is the state (field 3 of proc(5)), fields[2] the process group (field 5).
+    if len(fields) < 3:
+        return None
+    return fields[0], int(fields[2])
+
+
+def _read_small(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
+def _live_group_members_in_proc(pgid: int) -> list[int]:
     members = []
     # Raw reads: every process of the host is read, on every exit of a command's worker.
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fd = os.open(f"/proc/{entry}/stat", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue  # it exited while we looked
-        try:
-            stat = os.read(fd, 4096)
-        except OSError:
-            continue
-        finally:
-            os.close(fd)
-        # The name (field 2) may hold spaces and parentheses: count from the last ")".
-        fields = stat.rsplit(b")", 1)[-1].split(None, 3)
-        # fields[0] is the state (field 3 of proc(5)), fields[2] the process group (field 5).
-        if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
-            members.append(int(entry))
+        if entry.isdigit() and (state := _process_state(int(entry))) is not None:
+            if state[0] != b"Z" and state[1] == pgid:
+                members.append(int(entry))
     return members
 
 

@@ -18,6 +18,7 @@ from tests.support.child_processes import (
     ReadyPipe,
     SessionLeaders,
     is_alive,
+    poll_until,
 )
 from tests.support.shim_entry import ENTRY_POINT as SHIM_ENTRY
 
@@ -214,19 +215,22 @@ def test_prctl_reports_a_refused_option() -> None:
 
 LEAVE_A_BACKGROUND_CHILD = """
 import subprocess, sys
-from swarmd.worker.shim import kill_rest_of_group
+from swarmd.worker.shim import adopt_orphans, kill_rest_of_group
 fd = int(sys.argv[1])
+if sys.argv[2] == "adopting":
+    assert adopt_orphans()
 subprocess.run(["sh", "-c", f"sleep 300 & echo $! > /dev/fd/{fd}"], pass_fds=(fd,), check=True)
 print(kill_rest_of_group(), flush=True)
 """
 
 
+@pytest.mark.parametrize("how", ["adopting", "reading /proc"])
 def test_a_worker_leaves_no_process_of_its_group_behind_when_it_exits(
-    ready_pipe: ReadyPipe, orphans: OrphanWatch, leaders: SessionLeaders
+    how: str, ready_pipe: ReadyPipe, orphans: OrphanWatch, leaders: SessionLeaders
 ) -> None:
     fd = ready_pipe.write_fd
     worker = leaders.start(
-        [sys.executable, "-c", LEAVE_A_BACKGROUND_CHILD, str(fd)],
+        [sys.executable, "-c", LEAVE_A_BACKGROUND_CHILD, str(fd), how],
         pass_fds=(fd,),
         stdout=subprocess.PIPE,
     )
@@ -237,6 +241,47 @@ def test_a_worker_leaves_no_process_of_its_group_behind_when_it_exits(
     assert out.strip() == b"1"  # the background sleep, found and killed
     assert orphans.wait_for_none(timeout=2.0) == []
     assert not is_alive(background)
+
+
+LEAVE_A_TREE = """
+import subprocess, sys
+from swarmd.worker.shim import adopt_orphans, kill_rest_of_group
+assert adopt_orphans()
+fd = int(sys.argv[1])
+script = (
+    # a child that stays, its own background child, and a process that leaves the group
+    f"sh -c 'sleep 300 & echo stays $! > /dev/fd/{fd}; wait' & echo stays $! > /dev/fd/{fd}; "
+    f"setsid sleep 300 & echo leaves $! > /dev/fd/{fd}"
+)
+subprocess.run(["sh", "-c", script], pass_fds=(fd,), stdout=subprocess.DEVNULL, check=True)
+for _ in range(3):
+    sys.stdin.readline()
+print(kill_rest_of_group(), flush=True)
+"""
+
+
+def test_an_adopting_worker_finds_its_group_at_any_depth_and_only_its_group(
+    ready_pipe: ReadyPipe, leaders: SessionLeaders
+) -> None:
+    fd = ready_pipe.write_fd
+    worker = leaders.start(
+        [sys.executable, "-c", LEAVE_A_TREE, str(fd)],
+        pass_fds=(fd,),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    lines = [ready_pipe.read_line().split() for _ in range(3)]
+    stays = [int(pid) for label, pid in lines if label == "stays"]
+    (escaped,) = [int(pid) for label, pid in lines if label == "leaves"]
+    try:
+        assert poll_until(lambda: os.getpgid(escaped) != worker.pid, timeout=PROCESS_TIMEOUT)
+        out, _ = worker.communicate(b"\n\n\n", timeout=PROCESS_TIMEOUT)
+        assert worker.returncode == 0
+        assert out.strip() == b"2"  # the waiting shell and its sleep, not the setsid one
+        assert [pid for pid in stays if is_alive(pid)] == []
+        assert is_alive(escaped)
+    finally:
+        os.kill(escaped, signal.SIGKILL)
 
 
 def test_sweeping_a_group_this_process_does_not_lead_does_nothing() -> None:
