@@ -108,6 +108,7 @@ class WorkerSession:
                 env=env,
                 log_path=self.log_path,
                 channel_fd=child_sock.fileno(),
+                models=self.job.llm is not None,
             )
         except BaseException:
             await channel.close()

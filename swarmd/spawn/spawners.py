@@ -55,9 +55,16 @@ class WorkerSpawner(Protocol):
     """Starts one worker process with its end of the channel."""
 
     async def spawn_worker(
-        self, *, cwd: Path, env: Mapping[str, str], log_path: Path, channel_fd: int
+        self,
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        log_path: Path,
+        channel_fd: int,
+        models: bool = True,
     ) -> WorkerProcess:
-        """Start a worker in ``cwd`` with exactly ``env``; raise ``ProcessError`` if it can't."""
+        """Start a worker in ``cwd`` with exactly ``env``; raise ``ProcessError`` if it can't.
+        ``models``: the worker will call models (a fork server then has their stack loaded)."""
         ...
 
 
@@ -68,8 +75,15 @@ class ExecSpawner:
         self._python = python
 
     async def spawn_worker(
-        self, *, cwd: Path, env: Mapping[str, str], log_path: Path, channel_fd: int
+        self,
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        log_path: Path,
+        channel_fd: int,
+        models: bool = True,
     ) -> WorkerProcess:
+        del models  # an exec'd worker imports what its agent needs
         argv = [self._python, "-m", "swarmd.worker"]
         argv += ["--parent", str(os.getpid()), "--channel-fd", str(channel_fd)]
         return await spawn_process_group(
@@ -158,7 +172,13 @@ class ZygoteClient:
         return cls(process, ours, log_path)
 
     async def spawn_worker(
-        self, *, cwd: Path, env: Mapping[str, str], log_path: Path, channel_fd: int
+        self,
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        log_path: Path,
+        channel_fd: int,
+        models: bool = True,
     ) -> ForkedProcess:
         """Ask for one worker; ``_ZygoteLost`` if the zygote dies before it answers."""
         if self.lost:
@@ -166,7 +186,7 @@ class ZygoteClient:
         request_id = next(self._ids)
         reply: asyncio.Future[ForkedProcess] = asyncio.get_running_loop().create_future()
         self._replies[request_id] = reply
-        request = SpawnRequest(request_id, str(cwd), dict(env), str(log_path))
+        request = SpawnRequest(request_id, str(cwd), dict(env), str(log_path), models)
         try:
             await self._send(request.to_record(), channel_fd)
             return await reply
@@ -337,7 +357,13 @@ class ForkServer:
             await self._ensure_zygote()
 
     async def spawn_worker(
-        self, *, cwd: Path, env: Mapping[str, str], log_path: Path, channel_fd: int
+        self,
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        log_path: Path,
+        channel_fd: int,
+        models: bool = True,
     ) -> WorkerProcess:
         async with self._lock:
             zygote = await self._ensure_zygote()
@@ -345,7 +371,7 @@ class ForkServer:
             try:
                 async with asyncio.timeout(self._reply_timeout):
                     return await zygote.spawn_worker(
-                        cwd=cwd, env=env, log_path=log_path, channel_fd=channel_fd
+                        cwd=cwd, env=env, log_path=log_path, channel_fd=channel_fd, models=models
                     )
             except TimeoutError:
                 zygote.abandon(f"no answer within {self._reply_timeout:g} s")
@@ -353,7 +379,7 @@ class ForkServer:
                 pass
         log.debug("worker_exec_fallback")
         return await self._fallback.spawn_worker(
-            cwd=cwd, env=env, log_path=log_path, channel_fd=channel_fd
+            cwd=cwd, env=env, log_path=log_path, channel_fd=channel_fd, models=models
         )
 
     async def close(self) -> None:

@@ -2,7 +2,8 @@
 
 A ``SOCK_SEQPACKET`` socketpair; every record is one JSON object::
 
-    daemon -> zygote   {"op": "spawn", "id": 7, "cwd": ..., "env": {...}, "log": ...}
+    daemon -> zygote   {"op": "spawn", "id": 7, "cwd": ..., "env": {...}, "log": ...,
+                        "models": true}
                        with the worker's channel fd attached (SCM_RIGHTS)
     zygote -> daemon   {"op": "ready", "pid": P, "warm_up_s": 0.31}
     zygote -> daemon   {"op": "spawned", "id": 7, "pid": W, "start_ticks": T}
@@ -13,7 +14,8 @@ A ``SOCK_SEQPACKET`` socketpair; every record is one JSON object::
 the daemon turns into a ``ProcessIdentity``; ``returncode`` is negative for a signal, as in
 ``subprocess``. "spawned" is sent only once the worker leads its own session (so the
 daemon's ``killpg`` reaches it), and always before its "exited". An "error" whose request
-could not be read carries ``"id": null``.
+could not be read carries ``"id": null``. ``models`` says the worker will call models, so
+the zygote must have imported the model stack before it forks it (absent: true).
 
 Standard library only: the fork server imports it before anything else.
 """
@@ -41,29 +43,44 @@ def decode(record: bytes) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class SpawnRequest:
-    """daemon -> zygote: fork one worker in ``cwd`` with exactly ``env``, output to ``log``."""
+    """daemon -> zygote: fork one worker in ``cwd`` with exactly ``env``, output to ``log``;
+    ``models``: it will call models."""
 
     id: int
     cwd: str
     env: dict[str, str]
     log: str
+    models: bool = True
 
     def to_record(self) -> bytes:
-        return encode({"op": "spawn", **asdict(self)})
+        return encode(
+            {
+                "op": "spawn",
+                "id": self.id,
+                "cwd": self.cwd,
+                "env": self.env,
+                "log": self.log,
+                "models": self.models,
+            }
+        )
 
     @classmethod
     def from_message(cls, message: Mapping[str, Any]) -> SpawnRequest:
         env = message.get("env")
         fields = (message.get("id"), message.get("cwd"), message.get("log"))
+        models = message.get("models", True)
         if (
             message.get("op") != "spawn"
             or not isinstance(fields[0], int)
             or not all(isinstance(field, str) for field in fields[1:])
             or not isinstance(env, dict)
             or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+            or not isinstance(models, bool)
         ):
             raise ValueError(f"not a valid spawn request: {message!r:.200}")
-        return cls(id=fields[0], cwd=str(fields[1]), env=dict(env), log=str(fields[2]))
+        return cls(
+            id=fields[0], cwd=str(fields[1]), env=dict(env), log=str(fields[2]), models=models
+        )
 
 
 def request_id(record: bytes) -> int | None:

@@ -7,8 +7,9 @@ is its side) as::
 
     python -P -m swarmd.worker.forkserver --parent DAEMON_PID --control-fd N
 
-It arms the parent-death shim for the daemon, imports what workers use, and then serves the
-control socket (its records: ``swarmd.wire.forkserver``). The zygote exits when the
+It arms the parent-death shim for the daemon, imports what every worker uses, says it is
+ready, and then serves the control socket (its records: ``swarmd.wire.forkserver``),
+importing what the workers that call models use while no request waits. The zygote exits when the
 daemon closes the socket; it ignores SIGTERM and SIGINT, so that a signal meant for the
 whole service (``KillMode=control-group``, a terminal's ^C) cannot kill it, and with it
 every worker, before the daemon has given them their grace period.
@@ -57,6 +58,14 @@ from swarmd.worker.shim import arm_parent_death
 PRELOADED_MODULES = (
     "asyncio",
     "concurrent.futures.thread",
+    "swarmd.worker.main",
+    "swarmd.agents.echo",
+    "swarmd.agents.command",
+    "swarmd.outputs",
+)
+"""What every worker imports: imported before the zygote says it is ready."""
+
+MODEL_MODULES = (
     "ssl",
     "httpx",
     # httpx imports its transport's stack on the first client, and that stack picks its
@@ -65,16 +74,18 @@ PRELOADED_MODULES = (
     "anyio",
     "anyio._backends._asyncio",
     "certifi",
-    "swarmd.worker.main",
-    "swarmd.agents.echo",
-    "swarmd.agents.command",
+    "swarmd.llm",
     "swarmd.agents.llm",
     "swarmd.agents.planner",
     "swarmd.agents.verify",
-    "swarmd.llm",
-    "swarmd.outputs",
 )
-"""What workers import, imported once here so that forked workers find it loaded."""
+"""What the workers that call models import besides (~85 ms of a ~100 ms warm-up). The
+zygote imports it after it said it is ready, a module at a time whenever no request came for
+``LATER_AFTER_IDLE`` seconds, and all of what is left before it forks a worker whose request
+says ``models``: command tasks never wait for a stack they do not use, and a burst of their
+spawns is not slowed down by it."""
+
+LATER_AFTER_IDLE = 0.1
 
 MAX_RECORD_BYTES = 1024 * 1024
 """The largest control record read; a spawn request is a few kB (mostly the environment)."""
@@ -97,9 +108,15 @@ class Zygote:
     process was started with, as an exec'd worker would have them.
     """
 
-    def __init__(self, control: socket.socket, worker_handlers: dict[int, _Handler]) -> None:
+    def __init__(
+        self,
+        control: socket.socket,
+        worker_handlers: dict[int, _Handler],
+        later_modules: tuple[str, ...] = MODEL_MODULES,
+    ) -> None:
         self._control = control
         self._worker_handlers = worker_handlers
+        self._later_modules = list(later_modules)
         self._selector = selectors.DefaultSelector()
         self._wakeup_read, self._wakeup_write = os.pipe()
         for fd in (self._wakeup_read, self._wakeup_write):
@@ -115,7 +132,11 @@ class Zygote:
         self._selector.register(self._wakeup_read, selectors.EVENT_READ)
         try:
             while True:
-                for key, _ in self._selector.select():
+                events = self._selector.select(LATER_AFTER_IDLE if self._later_modules else None)
+                if not events and self._later_modules:
+                    self.import_later(1)
+                    continue
+                for key, _ in events:
                     if key.fileobj is self._wakeup_read:
                         self._drain_wakeups()
                     elif not self.handle_request():
@@ -144,6 +165,8 @@ class Zygote:
             _close_all(fds)
             self._send(SpawnFailed(request_id(data), str(exc)))
             return True
+        if request.models:
+            self.import_later(len(self._later_modules))
         try:
             pid = self.fork_worker(request, fds[0])
         except OSError as exc:
@@ -187,6 +210,18 @@ class Zygote:
             os.close(log_fd)
             if cwd_fd >= 0:
                 os.close(cwd_fd)
+
+    def import_later(self, count: int) -> None:
+        """Import the next ``count`` of the modules left for later. One that fails is
+        written to the log, and the rest are left to the workers that need them."""
+        try:
+            while count > 0 and self._later_modules:
+                importlib.import_module(self._later_modules.pop(0))
+                count -= 1
+        except Exception:
+            traceback.print_exc()
+            sys.stderr.flush()
+            self._later_modules.clear()
 
     def reap_children(self) -> None:
         """Report every child that has exited."""

@@ -58,10 +58,10 @@ def run_worker(channel_fd: int) -> int:
     The worker adopts its orphans first, so the sweep walks its own descendants; it is still
     skipped for the agents that start no process: every task pays the worker's exit.
     """
-    adopt_orphans()
+    adopting = adopt_orphans()
     code, job = asyncio.run(serve(channel_fd))
     if job is None or job.agent.kind in STARTS_PROCESSES:
-        kill_rest_of_group()
+        kill_rest_of_group(adopting=adopting)
     return code
 
 

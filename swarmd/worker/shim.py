@@ -82,38 +82,37 @@ def arm_parent_death(expected_parent_pid: int) -> None:
         _kill_own_group()
 
 
-_adopting_orphans = False
-
-
 def adopt_orphans() -> bool:
     """Make this process its descendants' reaper: an orphan among them (a command's
     ``sleep 300 &``) is re-parented to it rather than to init. Then every member of its
-    group is among its descendants, and ``kill_rest_of_group`` finds them by walking its
-    children instead of reading every process of the host. Whether the kernel agreed."""
-    global _adopting_orphans
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            prctl(PR_SET_CHILD_SUBREAPER, 1)
-            _adopting_orphans = True
-    return _adopting_orphans
+    group is among its descendants, and ``kill_rest_of_group(adopting=True)`` finds them by
+    walking its children instead of reading every process of the host. Whether the kernel
+    agreed."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
+    except OSError:
+        return False
+    return True
 
 
-def kill_rest_of_group(*, rounds: int = 3) -> int:
+def kill_rest_of_group(*, adopting: bool = False, rounds: int = 3) -> int:
     """SIGKILL every other process of the group this process leads; how many were found.
 
     A worker calls it last, so that it never exits leaving a process of its group behind:
     a command's background child (``sleep 300 &``) outlives the command, is re-parented to
     init, and nothing else would kill it if the daemon died before sweeping the group.
-    Members are found among this process's descendants when it adopts orphans, else in
-    ``/proc`` (no cheaper way lists a group); a member forking while we sweep is caught by
-    the next round.
+    Members are found among this process's descendants when ``adopting`` (it called
+    ``adopt_orphans``), else in ``/proc`` (no cheaper way lists a group); a member forking
+    while we sweep is caught by the next round.
     """
     leader = os.getpid()
     if os.getpgrp() != leader:
         return 0  # never sweep a group we do not lead
     found: set[int] = set()
     for _ in range(rounds):
-        members = [pid for pid in _live_group_members(leader) if pid != leader]
+        members = [pid for pid in _live_group_members(leader, adopting) if pid != leader]
         if not members:
             break
         # A member killed in the previous round may not have died yet: counted once.
@@ -121,7 +120,7 @@ def kill_rest_of_group(*, rounds: int = 3) -> int:
         for pid in members:
             with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
                 os.kill(pid, signal.SIGKILL)
-    if _adopting_orphans:
+    if adopting:
         _reap_adopted(found)
     return len(found)
 
@@ -146,8 +145,8 @@ def _reap_adopted(killed: set[int], *, timeout: float = 1.0) -> None:
         time.sleep(0.001)
 
 
-def _live_group_members(pgid: int) -> list[int]:
-    if _adopting_orphans:
+def _live_group_members(pgid: int, adopting: bool) -> list[int]:
+    if adopting:
         with contextlib.suppress(FileNotFoundError):  # a kernel without the children lists
             return _live_group_descendants(pgid)
     return _live_group_members_in_proc(pgid)
@@ -214,9 +213,9 @@ def _live_group_members_in_proc(pgid: int) -> list[int]:
     members = []
     # Raw reads: every process of the host is read, on every exit of a command's worker.
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and (state := _process_state(int(entry))) is not None:
-            if state[0] != b"Z" and state[1] == pgid:
-                members.append(int(entry))
+        state = _process_state(int(entry)) if entry.isdigit() else None
+        if state is not None and state[0] != b"Z" and state[1] == pgid:
+            members.append(int(entry))
     return members
 
 

@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from swarmd.errors import ConfigError, ProcessError
 from swarmd.spawn.groups import SpawnedProcess, WorkerProcess
 from swarmd.spawn.spawners import ExecSpawner, ForkedProcess, ForkServer
 from swarmd.wire.channel import Channel, ChannelClosed
+from swarmd.worker.forkserver import Zygote
 from tests.support.child_processes import (
     PROCESS_TIMEOUT,
     OrphanWatch,
@@ -105,6 +107,55 @@ async def test_forked_worker_leads_its_own_session_and_group(
         proc.signal_group(signal.SIGKILL)
         await proc.wait()
         await channel.close()
+
+
+def loaded_libraries(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+async def test_a_worker_that_calls_no_model_is_forked_before_the_model_stack_is_imported(
+    tmp_path: Path,
+) -> None:
+    server = ForkServer(env=worker_env(), cwd=tmp_path, log_path=tmp_path / "forkserver.log")
+    await server.start()
+    workers = []
+    try:
+        # The first is asked for while the zygote warms up, and forked as soon as it is
+        # ready; the second only once it has imported what calling a model takes. Of the
+        # shared libraries, only that stack loads ``_datetime``: a worker's maps tell.
+        workers.append(await spawn_worker(server, tmp_path / "plain", worker_env(), models=False))
+        workers.append(await spawn_worker(server, tmp_path / "caller", worker_env(), models=True))
+        (plain, _), (caller, _) = workers
+        assert "/_datetime." not in loaded_libraries(plain.pid)
+        assert "/_datetime." in loaded_libraries(caller.pid)
+    finally:
+        for proc, channel in workers:
+            proc.signal_group(signal.SIGKILL)
+            await proc.wait()
+            await channel.close()
+        await server.close()
+
+
+def test_a_model_module_the_zygote_cannot_import_is_left_to_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "swarmd_later_a.py").write_text("")
+    (tmp_path / "swarmd_later_b.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    later = ("swarmd_later_a", "swarmd_no_such_module", "swarmd_later_b")
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        with ours, theirs:
+            zygote = Zygote(ours, {}, later_modules=later)
+            zygote.import_later(1)
+            assert "swarmd_later_a" in sys.modules
+            zygote.import_later(2)  # the failure is logged, and the rest is not tried
+            zygote.import_later(1)
+            assert "swarmd_later_b" not in sys.modules
+        assert "swarmd_no_such_module" in capsys.readouterr().err
+    finally:
+        for name in ("swarmd_later_a", "swarmd_later_b"):
+            sys.modules.pop(name, None)
 
 
 async def test_forked_worker_gets_exactly_the_environment_given(

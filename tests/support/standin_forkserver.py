@@ -60,7 +60,12 @@ def check_job(workspace: Path, argv: list[str]) -> dict[str, Any]:
 
 
 async def spawn_worker(
-    spawner: WorkerSpawner, workspace: Path, env: dict[str, str], *, mkdir: bool = True
+    spawner: WorkerSpawner,
+    workspace: Path,
+    env: dict[str, str],
+    *,
+    mkdir: bool = True,
+    models: bool = True,
 ) -> tuple[WorkerProcess, Channel]:
     """Spawn a worker in ``workspace`` (logging to ``workspace.log``), as ``WorkerSession`` does."""
     if mkdir:
@@ -72,6 +77,7 @@ async def spawn_worker(
             env=env,
             log_path=workspace.with_suffix(".log"),
             channel_fd=worker_end.fileno(),
+            models=models,
         )
     except BaseException:
         daemon_end.close()

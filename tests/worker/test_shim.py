@@ -217,10 +217,10 @@ LEAVE_A_BACKGROUND_CHILD = """
 import subprocess, sys
 from swarmd.worker.shim import adopt_orphans, kill_rest_of_group
 fd = int(sys.argv[1])
-if sys.argv[2] == "adopting":
-    assert adopt_orphans()
+adopting = sys.argv[2] == "adopting" and adopt_orphans()
+assert adopting == (sys.argv[2] == "adopting")
 subprocess.run(["sh", "-c", f"sleep 300 & echo $! > /dev/fd/{fd}"], pass_fds=(fd,), check=True)
-print(kill_rest_of_group(), flush=True)
+print(kill_rest_of_group(adopting=adopting), flush=True)
 """
 
 
@@ -256,7 +256,7 @@ script = (
 subprocess.run(["sh", "-c", script], pass_fds=(fd,), stdout=subprocess.DEVNULL, check=True)
 for _ in range(3):
     sys.stdin.readline()
-print(kill_rest_of_group(), flush=True)
+print(kill_rest_of_group(adopting=True), flush=True)
 """
 
 
