@@ -2,6 +2,7 @@
 
     swarmd.db                                the queue (SQLite, WAL)
     swarmd.lock                              one daemon per home (``HomeLock``)
+    doorbell.sock                            rung after a command writes (``swarmd.doorbell``)
     agents.toml                              named agents, unless ``SWARMD_AGENTS_FILE``
     repos.toml                               registered repositories, unless ``SWARMD_REPOS_FILE``
     logs/swarmd.jsonl                        the structured log
@@ -41,6 +42,10 @@ class HomeLayout:
     @property
     def lock(self) -> Path:
         return self.root / "swarmd.lock"
+
+    @property
+    def doorbell(self) -> Path:
+        return self.root / "doorbell.sock"
 
     @property
     def agents(self) -> Path:

@@ -19,6 +19,7 @@ from swarmd.cli.failures import FAILED_STATES, failure_lines, task_failures
 from swarmd.cli.progress import ProgressPrinter, exit_code_for, follow_ticket
 from swarmd.cli.quoting import literal, printable
 from swarmd.config import OFFLINE_MODEL, Settings
+from swarmd.doorbell import ring
 from swarmd.errors import DaemonRunningError, InputError, NotFoundError, TicketError
 from swarmd.home import HomeLock, running_daemon_pid
 from swarmd.models import (
@@ -67,13 +68,15 @@ async def submit_file(
     if before_submit is not None:
         await before_submit()
     async with await Store.open(settings.store_location) as store:
-        return await store.submit_ticket(
+        submitted = await store.submit_ticket(
             spec,
             priority=priority,
             key=key,
             default_max_attempts=settings.max_attempts,
             repo=binding.to_dict() if binding is not None else None,
         )
+    ring(settings.layout.doorbell)
+    return submitted
 
 
 def bind_ticket_repository(settings: Settings, spec: TicketSpec) -> RepoBinding | None:
@@ -419,12 +422,16 @@ async def list_tickets(settings: Settings, *, state: str | None, limit: int) -> 
 
 async def cancel(settings: Settings, ticket_id: int, task: str | None) -> list[str]:
     async with await open_existing_store(settings, ticket_id) as store:
-        return [t.name for t in await store.cancel(ticket_id, task)]
+        cancelled = [t.name for t in await store.cancel(ticket_id, task)]
+    ring(settings.layout.doorbell)
+    return cancelled
 
 
 async def retry(settings: Settings, ticket_id: int, task: str | None) -> list[str]:
     async with await open_existing_store(settings, ticket_id) as store:
-        return [t.name for t in await store.retry(ticket_id, task)]
+        retried = [t.name for t in await store.retry(ticket_id, task)]
+    ring(settings.layout.doorbell)
+    return retried
 
 
 async def prune(

@@ -110,9 +110,14 @@ class ProgressPrinter:
             self._stream.flush()
 
 
-FOLLOW_CHECK_SECONDS = 0.05
-"""How often a follower looks at ``data_version`` once no task waits to start (the ticket's
-last tasks run): its end is then seen at once. The pragma reads no table."""
+FOLLOW_CHECK_SECONDS = 0.01
+"""How soon a follower looks at ``data_version`` again after it saw a change, once no task
+waits to start (the ticket's last tasks run): its end is then seen at once. The pragma
+reads no table. Each look that finds nothing new doubles the wait, up to
+``QUIET_CHECK_SECONDS``: an hour-long last task costs a few looks a second, not a hundred."""
+
+QUIET_CHECK_SECONDS = 0.25
+"""The longest a follower waits between two looks once no task waits to start."""
 
 WAITING_CHECK_SECONDS = 0.25
 """How often it looks while tasks still wait to start: the ticket cannot end yet, and every
@@ -134,7 +139,8 @@ async def follow_ticket(
     """Follow the ticket (on its own connection) until it finishes or ``stop`` is set.
 
     It checks ``data_version`` alone, and reads the ticket only when another connection has
-    committed since: every ``interval`` seconds once no task waits to start, every
+    committed since: ``interval`` seconds after a change once no task waits to start (then
+    longer and longer, up to ``QUIET_CHECK_SECONDS``, while nothing changes), every
     ``WAITING_CHECK_SECONDS`` before. ``stop`` ends the wait at once, after a last look.
     """
     stop = stop or asyncio.Event()
@@ -142,11 +148,15 @@ async def follow_ticket(
     try:
         seen_version = -1
         next_gate_check = 0.0
+        quiet_pace = interval
         ticket = await store.get_ticket(ticket_id)
         while True:
             version = store.data_version()
-            if version != seen_version:
+            if version == seen_version:
+                quiet_pace = min(quiet_pace * 2, max(interval, QUIET_CHECK_SECONDS))
+            else:
                 seen_version = version
+                quiet_pace = interval
                 ticket = await store.get_ticket(ticket_id)
                 if printer is not None:
                     # The gate matters only while some task waits to start.
@@ -161,7 +171,7 @@ async def follow_ticket(
             if stop.is_set():
                 return ticket
             queued = bool(ticket.task_counts.get("ready") or ticket.task_counts.get("blocked"))
-            pace = max(interval, WAITING_CHECK_SECONDS) if queued else interval
+            pace = max(interval, WAITING_CHECK_SECONDS) if queued else quiet_pace
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(pace):
                     await stop.wait()

@@ -14,7 +14,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from swarmd.daemon.repos import RepoWork
 from swarmd.daemon.retention import Pruner, RetentionPolicy, run_retention
 from swarmd.daemon.side_tasks import stop_when_failed
 from swarmd.daemon.supervisor import Supervisor, SupervisorConfig
+from swarmd.doorbell import Doorbell
 from swarmd.errors import EnvironmentProblem, StoreError, SwarmdError
 from swarmd.git.registry import load_repo_registry
 from swarmd.home import HomeLock
@@ -305,6 +306,7 @@ async def _serve_locked(
                 secrets=(*settings.secrets, *forge_tokens(settings, base_env).values()),
                 on_done=lambda task: stop_when_failed(task, stop),
             ),
+            listening(settings.layout.doorbell, supervisor.outside_change),
         ):
             await repos.reconcile()
             await deliveries.reconcile()
@@ -377,6 +379,18 @@ async def serving(spawner: WorkerSpawner) -> AsyncIterator[WorkerSpawner]:
         yield spawner
     finally:
         await spawner.close()
+
+
+@contextlib.asynccontextmanager
+async def listening(path: Path, on_ring: Callable[[], None]) -> AsyncIterator[None]:
+    """Answer the home's doorbell for the block; without one the daemon only polls."""
+    doorbell = Doorbell(path, on_ring)
+    if problem := doorbell.open():
+        log.warning("doorbell_unavailable", detail=problem)
+    try:
+        yield
+    finally:
+        doorbell.close()
 
 
 async def refuse_corrupt_database(path: Path) -> None:

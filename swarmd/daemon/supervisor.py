@@ -161,17 +161,22 @@ class Supervisor:
             wake_wait.cancel()
         self._wakeup.clear()
 
+    def outside_change(self) -> None:
+        """Another process may have committed (a submit, cancel or retry): look now."""
+        self._new_work = True
+        self._outside_change = True
+        self._wakeup.set()
+
     async def _watch_for_new_work(self) -> None:
-        """Notice commits by other processes (submit, cancel, retry) without a thread hop."""
+        """Notice commits by other processes (submit, cancel, retry) without a thread hop;
+        the doorbell (``swarmd.doorbell``) calls ``outside_change`` sooner."""
         seen = self._store.data_version()
         while True:
             await asyncio.sleep(self._config.new_work_poll_seconds)
             current = self._store.data_version()
             if current != seen:
                 seen = current
-                self._new_work = True
-                self._outside_change = True
-                self._wakeup.set()
+                self.outside_change()
 
     # -- the steps ----------------------------------------------------------------------
 
