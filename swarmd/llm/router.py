@@ -55,6 +55,7 @@ from swarmd.llm.providers import (
     OpenAIProvider,
     Provider,
 )
+from swarmd.llm.tls import client_context
 from swarmd.llm.types import ChatRequest, ChatResponse, Clock, ModelTry, Outcome, RouterResult
 
 MIN_COOLING_WAIT_S = 0.01
@@ -79,15 +80,17 @@ def create_http_client(
     """The client the router expects: no transport retries, pooled, HTTP/1.1.
 
     ``tls=False`` is for chains whose endpoints are all plain ``http://`` (a local Ollama,
-    a loopback server): loading the CA bundle costs a worker ~35 ms of start-up for nothing.
+    a loopback server): they need no CA bundle. The TLS context is made once a process
+    (``swarmd.llm.tls``).
     """
+    context = client_context(verify=tls, trust_env=trust_env)
     transport = httpx.AsyncHTTPTransport(
         retries=0,
         limits=httpx.Limits(max_connections=max_connections),
         trust_env=trust_env,
-        verify=tls,
+        verify=context,
     )
-    return httpx.AsyncClient(transport=transport, trust_env=trust_env, verify=tls)
+    return httpx.AsyncClient(transport=transport, trust_env=trust_env, verify=context)
 
 
 def build_providers(

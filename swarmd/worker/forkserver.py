@@ -78,6 +78,7 @@ MODEL_MODULES = (
     "swarmd.agents.llm",
     "swarmd.agents.planner",
     "swarmd.agents.verify",
+    "swarmd.llm.tls:prepare",  # and the clients' TLS contexts made, once
 )
 """What the workers that call models import besides (~85 ms of a ~100 ms warm-up). The
 zygote imports it after it said it is ready, a module at a time whenever no request came for
@@ -212,11 +213,15 @@ class Zygote:
                 os.close(cwd_fd)
 
     def import_later(self, count: int) -> None:
-        """Import the next ``count`` of the modules left for later. One that fails is
-        written to the log, and the rest are left to the workers that need them."""
+        """Import the next ``count`` of the modules left for later (``module:function``:
+        and call it). One that fails is written to the log, and the rest are left to the
+        workers that need them."""
         try:
             while count > 0 and self._later_modules:
-                importlib.import_module(self._later_modules.pop(0))
+                name, _, function = self._later_modules.pop(0).partition(":")
+                module = importlib.import_module(name)
+                if function:  # "module:function": imported, then called
+                    getattr(module, function)()
                 count -= 1
         except Exception:
             traceback.print_exc()

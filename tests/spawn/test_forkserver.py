@@ -139,16 +139,16 @@ async def test_a_worker_that_calls_no_model_is_forked_before_the_model_stack_is_
 def test_a_model_module_the_zygote_cannot_import_is_left_to_the_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "swarmd_later_a.py").write_text("")
+    (tmp_path / "swarmd_later_a.py").write_text("MADE = []\ndef make():\n    MADE.append(1)\n")
     (tmp_path / "swarmd_later_b.py").write_text("")
     monkeypatch.syspath_prepend(str(tmp_path))
-    later = ("swarmd_later_a", "swarmd_no_such_module", "swarmd_later_b")
+    later = ("swarmd_later_a:make", "swarmd_no_such_module", "swarmd_later_b")
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         with ours, theirs:
             zygote = Zygote(ours, {}, later_modules=later)
             zygote.import_later(1)
-            assert "swarmd_later_a" in sys.modules
+            assert sys.modules["swarmd_later_a"].MADE == [1]  # imported, then called
             zygote.import_later(2)  # the failure is logged, and the rest is not tried
             zygote.import_later(1)
             assert "swarmd_later_b" not in sys.modules
