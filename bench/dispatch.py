@@ -66,6 +66,7 @@ import psutil
 
 from swarmd import __version__
 from swarmd.cli.progress import follow_ticket
+from swarmd.doorbell import ring
 from swarmd.home import HomeLayout
 from swarmd.models import Attempt, TaskSpec, TicketSpec
 from swarmd.store import Store
@@ -150,8 +151,11 @@ def poll_until(condition: Callable[[], T | None], timeout: float = 60.0) -> T:
 
 
 async def submit(db_path: Path, spec: TicketSpec) -> int:
+    """Queue ``spec`` as ``swarmd submit`` does: the transaction, then the daemon's doorbell."""
     async with await Store.open(db_path) as store:
-        return (await store.submit_ticket(spec)).ticket_id
+        ticket_id = (await store.submit_ticket(spec)).ticket_id
+    ring(HomeLayout(db_path.parent).doorbell)
+    return ticket_id
 
 
 async def finished_ticket_attempts(
