@@ -63,6 +63,11 @@ class ResourceProbe(Protocol):
     def load_1m(self) -> float: ...
 
 
+CGROUP_LOOKUP_SECONDS = 30.0
+"""How long the probe trusts its lookup of our memory cgroup: reading ``/proc/self/cgroup``
+and finding the directories took two thirds of a probe, on every spawn."""
+
+
 class HostProbe:
     """The real host: psutil's ``available`` memory clamped to our cgroup, and the load average.
 
@@ -78,11 +83,15 @@ class HostProbe:
         proc_self_cgroup: Path = Path("/proc/self/cgroup"),
         host_available_bytes: Callable[[], int] | None = None,
         load_average: Callable[[], tuple[float, float, float]] = os.getloadavg,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cgroup_root = cgroup_root
         self._proc_self_cgroup = proc_self_cgroup
         self._host_available_bytes = host_available_bytes or _psutil_available_bytes
         self._load_average = load_average
+        self._clock = clock
+        self._levels: list[tuple[Path, _MemoryFiles]] | None = None
+        self._levels_found_at: float | None = None
 
     def available_memory_bytes(self) -> int:
         available = self._host_available_bytes()
@@ -98,17 +107,30 @@ class HostProbe:
         """Bytes left under the tightest memory limit on our cgroup or its ancestors.
 
         ``None`` when no limit applies or the cgroup files cannot be read: an odd cgroup
-        tree must never stop the daemon, only lose the clamp.
+        tree must never stop the daemon, only lose the clamp. Which cgroup we are in is
+        looked up again every ``CGROUP_LOOKUP_SECONDS`` (a process is rarely moved); the
+        limits and the usage are read on every call.
         """
+        headrooms = [files.headroom(level) for level, files in self._cgroup_levels()]
+        return min((h for h in headrooms if h is not None), default=None)
+
+    def _cgroup_levels(self) -> list[tuple[Path, _MemoryFiles]]:
+        now = self._clock()
+        found_at = self._levels_found_at
+        if self._levels is None or found_at is None or now - found_at >= CGROUP_LOOKUP_SECONDS:
+            self._levels = self._find_levels()
+            self._levels_found_at = now
+        return self._levels
+
+    def _find_levels(self) -> list[tuple[Path, _MemoryFiles]]:
         try:
             membership = self._proc_self_cgroup.read_text()
         except OSError:
-            return None
+            return []
         cgroup = _find_memory_cgroup(self._cgroup_root, membership)
         if cgroup is None:
-            return None
-        headrooms = [cgroup.files.headroom(level) for level in cgroup.levels()]
-        return min((h for h in headrooms if h is not None), default=None)
+            return []
+        return [(level, cgroup.files) for level in cgroup.levels()]
 
 
 def disk_free_probe(path: Path) -> Callable[[], int]:

@@ -2,6 +2,7 @@ import json
 import logging
 from pathlib import Path
 
+import pytest
 import structlog
 
 from swarmd.logs import REDACTED, bind_task, configure_logging, get_logger
@@ -60,3 +61,25 @@ def test_reconfiguring_does_not_stack_handlers(tmp_path: Path) -> None:
     configure_logging(log_path=tmp_path / "a.jsonl", console=False)
     configure_logging(log_path=tmp_path / "a.jsonl", console=False)
     assert len(logging.getLogger("swarmd").handlers) == 1
+
+
+def test_a_line_is_rendered_once_for_the_file_and_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    renders = 0
+    render = structlog.stdlib.ProcessorFormatter.format
+
+    def counted(self: structlog.stdlib.ProcessorFormatter, record: logging.LogRecord) -> str:
+        nonlocal renders
+        renders += 1
+        return render(self, record)
+
+    monkeypatch.setattr(structlog.stdlib.ProcessorFormatter, "format", counted)
+    log_path = tmp_path / "swarmd.jsonl"
+    configure_logging(log_path=log_path, console=True)  # stderr is not a terminal here
+    get_logger().info("worker_started", task="1.a")
+    [entry] = read_lines(log_path)
+    assert entry["event"] == "worker_started"
+    assert json.loads(capsys.readouterr().err) == entry
+    # The file's size check, the file and stderr: one rendering for the three.
+    assert renders == 1

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from swarmd.daemon.gate import MB, GateDecision, GateHold, HostProbe, SpawnGate
+from swarmd.daemon.gate import (
+    CGROUP_LOOKUP_SECONDS,
+    MB,
+    GateDecision,
+    GateHold,
+    HostProbe,
+    SpawnGate,
+)
 from tests.support.clock import FakeClock
 
 
@@ -272,6 +279,28 @@ def test_container_without_a_cgroup_namespace_reads_its_mounted_cgroup(tmp_path:
     )
     probe = host_probe(tmp_path, "0::/kubepods/pod123/container456\n")
     assert probe.available_memory_bytes() == 200 * MB
+
+
+def test_the_cgroup_is_looked_up_again_after_a_while_and_its_limit_read_every_time(
+    tmp_path: Path,
+) -> None:
+    for name, limit in (("a", 1024), ("b", 512)):
+        cgroup_v2(tmp_path, name, memory_max=str(limit * MB), memory_current="0", memory_stat="")
+    (tmp_path / "proc-self-cgroup").write_text("0::/a\n")
+    now = [0.0]
+    probe = HostProbe(
+        cgroup_root=tmp_path / "cgroup",
+        proc_self_cgroup=tmp_path / "proc-self-cgroup",
+        host_available_bytes=lambda: HOST_AVAILABLE,
+        clock=lambda: now[0],
+    )
+    assert probe.available_memory_bytes() == 1024 * MB
+    (tmp_path / "cgroup" / "a" / "memory.max").write_text(str(768 * MB))
+    (tmp_path / "proc-self-cgroup").write_text("0::/b\n")  # moved to another cgroup
+    now[0] = CGROUP_LOOKUP_SECONDS - 1
+    assert probe.available_memory_bytes() == 768 * MB  # the same cgroup, its new limit
+    now[0] = CGROUP_LOOKUP_SECONDS
+    assert probe.available_memory_bytes() == 512 * MB
 
 
 def test_unreadable_cgroup_information_leaves_host_memory(tmp_path: Path) -> None:
