@@ -86,8 +86,9 @@ def adopt_orphans() -> bool:
     """Make this process its descendants' reaper: an orphan among them (a command's
     ``sleep 300 &``) is re-parented to it rather than to init. Then every member of its
     group is among its descendants, and ``kill_rest_of_group(adopting=True)`` finds them by
-    walking its children instead of reading every process of the host. Whether the kernel
-    agreed."""
+    walking its children instead of reading every process of the host. An adopted orphan
+    that exits while the command runs stays a zombie of this process until the sweep reaps
+    it, at the attempt's end. Whether the kernel agreed."""
     if not sys.platform.startswith("linux"):
         return False
     try:
