@@ -247,7 +247,7 @@ async def resolve_ticket_ref(
 ) -> int:
     """The id of the ticket to run: ``ticket_id`` when one was typed (it must exist), else
     the id of the ticket file ``ref`` once submitted. ``before_submit`` runs once the ticket
-    is known to be good, before the database is touched."""
+    is known to be good (it exists, or its file is valid), before anything is written."""
     if ticket_id is not None:
         async with await open_existing_store(settings, ticket_id) as store:
             found = (await store.get_ticket(ticket_id)).id
