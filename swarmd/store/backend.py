@@ -12,8 +12,12 @@ for the one before, the hooks do nothing; on PostgreSQL they take row locks and 
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import dataclasses
 import json
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -177,3 +181,23 @@ class Backend(Protocol):
     def data_version(self) -> int: ...
 
     async def close(self) -> None: ...
+
+
+async def on_thread(
+    executor: concurrent.futures.Executor, job: Callable[[Callable[[], bool]], T]
+) -> T:
+    """Run ``job(abandoned)`` on ``executor``'s thread and await it.
+
+    The thread cannot be stopped mid-statement: when the caller is cancelled, ``abandoned()``
+    turns true (the job rolls back instead of committing), and the caller leaves only once
+    the job is done with its connection.
+    """
+    abandon = threading.Event()
+    future = asyncio.get_running_loop().run_in_executor(executor, job, abandon.is_set)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        abandon.set()
+        with contextlib.suppress(Exception):
+            await future
+        raise

@@ -31,7 +31,6 @@ import concurrent.futures
 import dataclasses
 import functools
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from swarmd.errors import StoreError
-from swarmd.store.backend import BackendKind, Leases, Row, SharedRates, Transaction
+from swarmd.store.backend import BackendKind, Leases, Row, SharedRates, Transaction, on_thread
 from swarmd.store.schema import LATEST_VERSION, MIGRATIONS
 
 BUSY_TIMEOUT_MS = 5000
@@ -301,18 +300,9 @@ class Database:
             self._checkpoint = self._executor.submit(_checkpoint, self._worker)
 
     async def _on_thread(self, body: Callable[[Transaction], T], mode: _Mode) -> T:
-        abandon = threading.Event()
-        job = functools.partial(_transact, self._worker, body, mode, abandon.is_set)
-        future = asyncio.get_running_loop().run_in_executor(self._executor, job)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            # The thread cannot be stopped mid-statement: have it roll back instead of
-            # committing, and leave only once it is done with the connection.
-            abandon.set()
-            with suppress(Exception):
-                await future
-            raise
+        return await on_thread(
+            self._executor, functools.partial(_transact, self._worker, body, mode)
+        )
 
 
 def _open_connections(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import functools
 import json
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -43,6 +41,7 @@ from swarmd.store.backend import (
     Row,
     SharedRates,
     Transaction,
+    on_thread,
 )
 from swarmd.store.postgres.dialect import to_postgres
 from swarmd.store.postgres.leases import FLEET, RUNNING_BY_OWNER, PostgresLeases
@@ -294,16 +293,9 @@ class PostgresDatabase:
         self, body: Callable[[Transaction], T], *, read_only: bool, snapshot: bool = False
     ) -> T:
         self._check_open()
-        abandon = threading.Event()
-        job = functools.partial(self._transact, body, read_only, snapshot, abandon.is_set)
-        future = asyncio.get_running_loop().run_in_executor(self._executor, job)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            abandon.set()
-            with contextlib.suppress(Exception):
-                await future
-            raise
+        return await on_thread(
+            self._executor, functools.partial(self._transact, body, read_only, snapshot)
+        )
 
     def _transact(
         self,
