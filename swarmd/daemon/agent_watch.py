@@ -10,7 +10,7 @@ from pathlib import Path
 
 from swarmd.agents.registry import AgentLookup, AgentRegistry
 from swarmd.agents.registry_file import AgentRegistryFile
-from swarmd.daemon.side_tasks import stop_when_failed
+from swarmd.daemon.side_tasks import side_task
 from swarmd.errors import ConfigError
 from swarmd.logs import get_logger
 
@@ -49,13 +49,8 @@ async def watching_agents(
     if not isinstance(agents, AgentRegistryFile):
         yield
         return
-    watcher = asyncio.create_task(watch_agent_registry(agents, reload), name="watch-agents")
-    watcher.add_done_callback(lambda task: stop_when_failed(task, stop))
-    try:
+    async with side_task(watch_agent_registry(agents, reload), name="watch-agents", stop=stop):
         yield
-    finally:
-        watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
 
 
 async def watch_agent_registry(agents: AgentRegistryFile, reload: asyncio.Event) -> None:

@@ -35,7 +35,7 @@ from swarmd.daemon.providers import grantable_env, llm_job_settings, provider_co
 from swarmd.daemon.repo_tasks import RepoTasks
 from swarmd.daemon.repos import RepoWork
 from swarmd.daemon.retention import Pruner, RetentionPolicy, run_retention
-from swarmd.daemon.side_tasks import stop_when_failed
+from swarmd.daemon.side_tasks import side_task, stop_when_failed
 from swarmd.daemon.supervisor import Supervisor, SupervisorConfig
 from swarmd.doorbell import Doorbell
 from swarmd.errors import EnvironmentProblem, StoreError, SwarmdError
@@ -430,13 +430,10 @@ async def metrics_exporter(
         port=settings.metrics_port,
     )
     await exporter.start()
-    runner = asyncio.create_task(exporter.run(), name="metrics-exporter")
-    runner.add_done_callback(lambda task: stop_when_failed(task, stop))
     try:
-        yield exporter
+        async with side_task(exporter.run(), name="metrics-exporter", stop=stop) as runner:
+            yield exporter
     finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
         # The final counts, with the attempts the shutdown closed, stay in the textfile.
         await exporter.refresh()
         await exporter.close()
@@ -454,10 +451,5 @@ async def pruning(
         yield
         return
     pruner = Pruner(store, settings.layout, RetentionPolicy.from_settings(settings))
-    runner = asyncio.create_task(run_retention(pruner, alerts=alerts), name="retention")
-    runner.add_done_callback(lambda task: stop_when_failed(task, stop))
-    try:
+    async with side_task(run_retention(pruner, alerts=alerts), name="retention", stop=stop):
         yield
-    finally:
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)

@@ -4,6 +4,9 @@ the agents' watch, the dashboard): a failure is loud, and stops the daemon."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 from swarmd.logs import get_logger
 
@@ -16,3 +19,18 @@ def stop_when_failed(task: asyncio.Task[None], stop: asyncio.Event) -> None:
         return
     log.error("side_task_failed", task=task.get_name(), exc_info=task.exception())
     stop.set()
+
+
+@contextlib.asynccontextmanager
+async def side_task(
+    work: Coroutine[Any, Any, None], *, name: str, stop: asyncio.Event
+) -> AsyncIterator[asyncio.Task[None]]:
+    """Run ``work`` as the side task ``name`` while the block runs: a failure stops the
+    daemon (``stop_when_failed``); the block's end cancels it and waits for it."""
+    runner = asyncio.create_task(work, name=name)
+    runner.add_done_callback(lambda task: stop_when_failed(task, stop))
+    try:
+        yield runner
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
