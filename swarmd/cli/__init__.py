@@ -6,6 +6,7 @@
     home_check.py     is the home usable? checked before anything is written in it
     help_format.py    ``--help``: arguments by name (``FILE``), flags without a type
     commands.py       what each command does, over the store and the home, as plain data
+    running.py        running one ticket (with a daemon or in this process), following it
     failures.py       why a task failed: the error, the attempt's log and its last lines
     doctor.py         ``swarmd doctor``: checks a host, one finding each
     render.py         tables, JSON and key/value listings

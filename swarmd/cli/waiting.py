@@ -114,30 +114,30 @@ def submit(file: Path, *, priority: int | None, key: str | None, wait: bool, jso
 def wait_and_summarise(settings: Settings, ticket_id: int) -> int:
     """``submit --wait``: follow the ticket, then say how it ended on stderr (stdout holds
     the id alone, for scripts); the exit code of its end."""
-    from swarmd.cli import commands
+    from swarmd.cli import running
     from swarmd.cli.progress import exit_code_for
 
-    if note := commands.no_daemon_note(settings, ticket_id):
+    if note := running.no_daemon_note(settings, ticket_id):
         print(note, file=sys.stderr, flush=True)
     try:
-        state = call(lambda: commands.wait_for_ticket(settings, ticket_id, timeout=None))
+        state = call(lambda: running.wait_for_ticket(settings, ticket_id, timeout=None))
     except KeyboardInterrupt:
         fail(stopped_waiting(settings, ticket_id), 130)
     assert state is not None  # no timeout: only the ticket's end ends the wait
-    for line in call(lambda: commands.describe_outcome(settings, ticket_id)):
+    for line in call(lambda: running.describe_outcome(settings, ticket_id)):
         print(line, file=sys.stderr)
     return exit_code_for(state)
 
 
 def stopped_waiting(settings: Settings, ticket_id: int) -> str:
-    from swarmd.cli import commands
+    from swarmd.cli import running
 
-    return f"stopped waiting for ticket {ticket_id}; {commands.left_behind(settings, ticket_id)}"
+    return f"stopped waiting for ticket {ticket_id}; {running.left_behind(settings, ticket_id)}"
 
 
 def run_ticket(ticket: str, *, wait: bool, timeout: float | None, priority: int | None) -> None:
     """``swarmd run-ticket``: with a daemon, hand the ticket over; without one, run it here."""
-    from swarmd.cli import commands, inputs
+    from swarmd.cli import inputs, running
 
     timeout = checked(lambda: inputs.seconds("--timeout", timeout))
     priority = checked(lambda: inputs.priority(priority))
@@ -145,12 +145,12 @@ def run_ticket(ticket: str, *, wait: bool, timeout: float | None, priority: int 
     settings = settings_or_exit()
     usable_home(settings, writing=True)
     setup_cli_logging(settings)
-    if note := commands.offline_note(settings):
+    if note := running.offline_note(settings):
         print(note, file=sys.stderr, flush=True)
     known: list[int] = []  # the ticket's id, once it is known
     try:
         outcome = call(
-            lambda: commands.run_ticket(
+            lambda: running.run_ticket(
                 settings,
                 ticket,
                 typed_id,
