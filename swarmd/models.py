@@ -237,6 +237,20 @@ class TaskOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Delivery:
+    """Where a finished ticket's delivery archive stands: written, failed (why), or neither
+    yet (the daemon is writing it, or no daemon runs to write it)."""
+
+    written: bool
+    error: str | None = None  # why the last try failed, since the ticket finished
+
+    @property
+    def settled(self) -> bool:
+        """Whether waiting longer would change nothing: written, or failed until a restart."""
+        return self.written or self.error is not None
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """One row of the event log: what happened to a ticket or task, and when."""
 

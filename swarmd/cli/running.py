@@ -42,7 +42,12 @@ async def wait_for_ticket(
     printer = ProgressPrinter()
     try:
         async with asyncio.timeout(timeout):
-            ticket = await follow_ticket(settings.store_location, ticket_id, printer=printer)
+            ticket = await follow_ticket(
+                settings.store_location,
+                ticket_id,
+                printer=printer,
+                doorbell=settings.layout.doorbell,
+            )
     except TimeoutError:
         return None
     finally:
@@ -210,6 +215,7 @@ async def describe_outcome(settings: Settings, ticket_id: int) -> list[str]:
         tasks = await store.list_tasks(ticket_id)
         failed = [t for t in tasks if t.state in FAILED_STATES]
         attempts = {task.id: await store.list_attempts(task.id) for task in failed}
+        delivery = await store.get_delivery(ticket_id)
     outputs = layout.existing_outputs(ticket_id, [task.name for task in tasks])
     counts = ticket.task_counts
     summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
@@ -222,5 +228,7 @@ async def describe_outcome(settings: Settings, ticket_id: int) -> list[str]:
             lines.append(
                 f"  {printable(task.name)}: {task.state.value}: {printable(task.last_error, 2000)}"
             )
+    if delivery.error is not None and not delivery.written:
+        lines.append(f"delivery failed: {printable(delivery.error, 2000)}")
     lines.extend(f"{label}: {printable(str(path))}" for label, path in outputs.items())
     return lines

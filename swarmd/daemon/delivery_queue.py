@@ -8,7 +8,9 @@ happens in a thread, and ``drain()`` awaits them all before the daemon exits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,9 @@ class DeliveryQueue:
     whose delivery was never written (the daemon died in between, or the ticket finished
     in another process: a cancel from the command line) and schedules them. A delivery is
     recorded in the store once written, so a crash at any point leads to one more build,
-    never to none.
+    never to none; one that fails is recorded as a ``delivery_failed`` event. Either way
+    ``on_settled`` is called with the ticket's id once the store says so: the followers
+    waiting on it (``swarmd submit --wait``) are told at once.
     """
 
     def __init__(
@@ -45,8 +49,10 @@ class DeliveryQueue:
         *,
         only_ticket: int | None = None,
         repos: RepoTasks | None = None,
+        on_settled: Callable[[int], None] | None = None,
     ) -> None:
         self._repos = repos
+        self._on_settled = on_settled
         self._store = store
         self._layout = layout
         self._only_ticket = only_ticket
@@ -119,6 +125,11 @@ class DeliveryQueue:
         except (SwarmdError, OSError) as exc:
             self._failed.add(ticket_id)
             log.error("delivery_failed", ticket=ticket_id, error=str(exc))
+            with contextlib.suppress(SwarmdError):
+                await self._store.record_event(
+                    "delivery_failed", ticket_id=ticket_id, error=str(exc)
+                )
+            self._settled(ticket_id)
             return
         log.info(
             "delivery_written",
@@ -127,6 +138,11 @@ class DeliveryQueue:
             files=info.file_count,
             bytes=info.total_bytes,
         )
+        self._settled(ticket_id)
+
+    def _settled(self, ticket_id: int) -> None:
+        if self._on_settled is not None:
+            self._on_settled(ticket_id)
 
     async def _repository_part(
         self, ticket: Ticket, tasks: list[Task], staging: Path

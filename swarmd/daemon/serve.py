@@ -211,7 +211,14 @@ async def _serve_locked(
         fleet=store.shared_rates,
     )
     repos = repo_tasks(settings, store, base_env)
-    deliveries = DeliveryQueue(store, layout, only_ticket=only_ticket, repos=repos)
+    doorbell = Doorbell(layout.doorbell)
+    deliveries = DeliveryQueue(
+        store,
+        layout,
+        only_ticket=only_ticket,
+        repos=repos,
+        on_settled=doorbell.tell_followers,
+    )
     notifier = SystemdNotifier(base_env.get("NOTIFY_SOCKET"))
     spawner = spawner or worker_spawner(settings, base_env)
     launcher = WorkerLauncher(
@@ -306,7 +313,7 @@ async def _serve_locked(
                 secrets=(*settings.secrets, *forge_tokens(settings, base_env).values()),
                 on_done=lambda task: stop_when_failed(task, stop),
             ),
-            listening(settings.layout.doorbell, supervisor.outside_change),
+            listening(doorbell, supervisor.outside_change),
         ):
             await repos.reconcile()
             await deliveries.reconcile()
@@ -382,10 +389,9 @@ async def serving(spawner: WorkerSpawner) -> AsyncIterator[WorkerSpawner]:
 
 
 @contextlib.asynccontextmanager
-async def listening(path: Path, on_ring: Callable[[], None]) -> AsyncIterator[None]:
+async def listening(doorbell: Doorbell, on_ring: Callable[[], None]) -> AsyncIterator[None]:
     """Answer the home's doorbell for the block; without one the daemon only polls."""
-    doorbell = Doorbell(path, on_ring)
-    if problem := doorbell.open():
+    if problem := doorbell.open(on_ring):
         log.warning("doorbell_unavailable", detail=problem)
     try:
         yield

@@ -219,6 +219,16 @@ MARK_DELIVERED = """
     RETURNING id
 """
 
+# A failure counts only if it came after the ticket's (last) finish.
+TICKET_DELIVERY = """
+    SELECT tickets.delivered_at,
+           (SELECT events.detail FROM events
+            WHERE events.ticket_id = tickets.id AND events.kind = 'delivery_failed'
+              AND events.at >= tickets.finished_at
+            ORDER BY events.id DESC LIMIT 1) AS failure
+    FROM tickets WHERE tickets.id = ?
+"""
+
 # -- reading ------------------------------------------------------------------------------
 
 TICKET_BY_ID = f"SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?"

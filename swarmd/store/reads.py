@@ -11,7 +11,7 @@ from collections.abc import Collection
 from typing import Any
 
 from swarmd.errors import NotFoundError
-from swarmd.models import Attempt, Event, Task, TaskState, Ticket, TicketState
+from swarmd.models import Attempt, Delivery, Event, Task, TaskState, Ticket, TicketState
 from swarmd.store import queries
 from swarmd.store.backend import Backend, BackendKind, Transaction
 from swarmd.store.rows import (
@@ -61,6 +61,18 @@ class StoreReads:
             return ticket_from_row(row, {count["state"]: count["n"] for count in counts})
 
         return await self._db.read(read, snapshot=True)
+
+    async def get_delivery(self, ticket_id: int) -> Delivery:
+        """Where the delivery of ``ticket_id`` stands (it must exist)."""
+        row = await self._db.read(
+            lambda txn: txn.fetch_one(queries.TICKET_DELIVERY, (ticket_id,)), inline=True
+        )
+        if row is None:
+            raise NotFoundError(f"there is no ticket {ticket_id}")
+        error = None
+        if row["failure"] is not None:
+            error = str(json.loads(row["failure"]).get("error") or "no reason recorded")
+        return Delivery(written=row["delivered_at"] is not None, error=error)
 
     async def list_tickets(
         self, *, state: TicketState | None = None, limit: int = 100

@@ -1,7 +1,8 @@
 """Every finished ticket gets its delivery, whatever died in between.
 
-A delivery is written after its ticket finished; the store records it once written. These
-tests make the window by hand (a finished ticket whose delivery and mark are gone, as a
+A delivery is written after its ticket finished; the store records it once written, or
+records why it failed, and whoever waits for the ticket (``submit --wait``) waits for that
+too. These tests make the window by hand (a finished ticket whose delivery and mark are gone, as a
 daemon killed between the two leaves it) and by a cancel from the command line, which
 finishes a ticket in another process; the chaos test makes it with real kills.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from pathlib import Path
 
 from tests.support.cli import Daemon, swarmd, wait_until, write_ticket
@@ -93,3 +95,62 @@ def test_a_ticket_cancelled_from_the_command_line_is_delivered_by_the_running_da
         daemon.stop()
     check = swarmd("verify-archive", str(home / "outputs/2/delivery.tar.gz"), env=env)
     assert check.returncode == 0, check.stderr
+
+
+BIG_OUTPUTS = {
+    "title": "big outputs",
+    "tasks": [
+        {
+            "name": f"t{n}",
+            "agent": "command",
+            # Incompressible: merging these into the delivery takes a good part of a second.
+            "command": ["sh", "-c", "head -c 6000000 /dev/urandom > out.bin"],
+        }
+        for n in range(4)
+    ],
+}
+
+
+def test_submit_wait_returns_once_the_delivery_is_written(
+    tmp_path: Path, swarmd_env: dict[str, str], home: Path
+) -> None:
+    daemon = Daemon(swarmd_env, home).start()
+    try:
+        ticket = write_ticket(tmp_path, BIG_OUTPUTS)
+        result = swarmd("submit", str(ticket), "--wait", env=swarmd_env)
+        delivery = home / "outputs" / "1" / "delivery.tar.gz"
+        # At once, before anything else could write it: the wait ended after the delivery.
+        assert delivery.exists()
+    finally:
+        daemon.stop()
+    assert result.returncode == 0, result.stderr
+    assert f"delivery: {delivery}" in result.stderr.splitlines()
+    check = swarmd("verify-archive", str(delivery), env=swarmd_env)
+    assert check.returncode == 0, check.stderr
+
+
+def test_a_delivery_that_fails_is_recorded_and_ends_the_wait_with_its_reason(
+    tmp_path: Path, swarmd_env: dict[str, str], home: Path
+) -> None:
+    slow = {
+        "title": "slow",
+        "tasks": [{"name": "s", "agent": "command", "command": ["sleep", "1"]}],
+    }
+    daemon = Daemon(swarmd_env, home).start()
+    try:
+        submitted = swarmd("submit", str(write_ticket(tmp_path, slow)), env=swarmd_env)
+        assert submitted.returncode == 0, submitted.stderr
+        # A directory where the delivery goes: the daemon cannot put the archive there.
+        (home / "outputs" / "1" / "delivery.tar.gz" / "in-the-way").mkdir(parents=True)
+        started = time.monotonic()
+        result = swarmd("run-ticket", "1", "--wait", env=swarmd_env)
+        waited = time.monotonic() - started
+    finally:
+        daemon.stop()
+    assert result.returncode == 0, result.stderr  # the ticket itself succeeded
+    lines = result.stdout.splitlines() + result.stderr.splitlines()
+    assert any(line.startswith("delivery failed: ") for line in lines), lines
+    assert waited < 10  # the failure ended the wait; no heartbeat had to go stale
+    with contextlib.closing(sqlite3.connect(home / "swarmd.db")) as db:
+        kinds = [row[0] for row in db.execute("SELECT kind FROM events WHERE ticket_id = 1")]
+    assert "delivery_failed" in kinds

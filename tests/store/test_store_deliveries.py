@@ -1,4 +1,5 @@
-"""Which finished tickets still owe a delivery: recorded in the store, so a crash loses none."""
+"""Which finished tickets still owe a delivery: recorded in the store, so a crash loses none;
+and where a finished ticket's delivery stands, for whoever waits for it."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import contextlib
 import sqlite3
 from pathlib import Path
 
-from swarmd.models import ExitReason, TicketState
+from swarmd.models import Delivery, ExitReason, TicketState
 from swarmd.store import Store
 from swarmd.store.schema import MIGRATIONS
 from tests.support.builders import claim, task, ticket
+from tests.support.clock import FakeClock
 
 
 async def finish(store: Store, name: str = "a") -> int:
@@ -73,3 +75,27 @@ async def test_tickets_finished_before_schema_3_are_taken_as_delivered(db_path: 
         )
     async with await Store.open(db_path) as store:
         assert await store.undelivered_tickets() == []
+
+
+async def test_a_delivery_stands_pending_then_written(store: Store) -> None:
+    ticket_id = await finish(store)
+    assert await store.get_delivery(ticket_id) == Delivery(written=False)
+    assert not (await store.get_delivery(ticket_id)).settled
+    await store.mark_delivered(ticket_id, TicketState.SUCCEEDED)
+    assert await store.get_delivery(ticket_id) == Delivery(written=True)
+
+
+async def test_a_failed_delivery_settles_it_until_the_ticket_finishes_again(
+    store: Store, clock: FakeClock
+) -> None:
+    ticket_id = await fail_for_good(store)
+    clock.advance(1)
+    await store.record_event("delivery_failed", ticket_id=ticket_id, error="disk full")
+    assert await store.get_delivery(ticket_id) == Delivery(written=False, error="disk full")
+
+    clock.advance(1)
+    await store.retry(ticket_id, "a")
+    clock.advance(1)
+    await store.complete_attempt((await claim(store)).attempt.token)
+    # That failure was of the earlier finish: the new one's delivery is still to come.
+    assert await store.get_delivery(ticket_id) == Delivery(written=False)
