@@ -124,8 +124,8 @@ def wait_and_summarise(settings: Settings, ticket_id: int) -> int:
     except KeyboardInterrupt:
         fail(stopped_waiting(settings, ticket_id), 130)
     assert state is not None  # no timeout: only the ticket's end ends the wait
-    for line in call(lambda: running.describe_outcome(settings, ticket_id)):
-        print(line, file=sys.stderr)
+    lines = call(lambda: running.describe_outcome(settings, ticket_id))
+    sys.stderr.write("".join(f"{line}\n" for line in lines))  # one write, not two a line
     return exit_code_for(state)
 
 

@@ -74,7 +74,8 @@ def write_delivery_archive(
             wanted = {
                 entry["path"]: entry for entry in manifest["files"] if owner[entry["path"]] == index
             }
-            files.extend(_copy_task_files(archive, ref, wanted))
+            if wanted:  # an archive with nothing to give is not read a second time
+                files.extend(_copy_task_files(archive, ref, wanted))
         document = {
             "format": DELIVERY_FORMAT,
             "ticket": dict(ticket),

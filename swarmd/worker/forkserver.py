@@ -379,4 +379,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # Nothing is left to do: the interpreter's teardown (freeing every module it preloaded,
+    # one by one) would keep the daemon's shutdown waiting ~6 ms longer.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
