@@ -16,7 +16,9 @@ bell at the door: a ``FollowerBell``, a datagram socket in the abstract namespac
 address it sends to the doorbell with the ticket's id. When that ticket's delivery is
 written (or has failed), the daemon rings every bell hung for it, once, and forgets them;
 the follower looks at the store at once rather than at its next look. That too is only a
-hint: a follower keeps looking on its own, and a ring from anyone only makes it look.
+hint: a follower keeps looking on its own. An abstract socket has no file mode, so anyone
+on the host may send to it: a follower's bell answers only datagrams sent from the doorbell's
+own path, which only the daemon holds.
 """
 
 from __future__ import annotations
@@ -124,8 +126,8 @@ class Doorbell:
 
 
 class FollowerBell:
-    """A follower's bell: ``on_ring`` is called (on the loop) when the daemon says the
-    delivery of ``ticket_id`` settled, or when anyone else rings it (then it only looks).
+    """A follower's bell: ``on_ring`` is called (on the loop) when the daemon's doorbell says
+    the delivery of ``ticket_id`` settled; a datagram from anywhere else is dropped.
 
     ``hang`` sends its address to the doorbell at ``doorbell``; again at any time (a daemon
     that restarted has forgotten it). Nothing here fails: without a bell, the follower's
@@ -151,6 +153,11 @@ class FollowerBell:
         self._socket = bell
         self.hang()
 
+    @property
+    def address(self) -> bytes | None:
+        """Where the bell hangs (an abstract address), once open."""
+        return None if self._socket is None else bytes(self._socket.getsockname())
+
     def hang(self) -> None:
         if self._socket is not None:
             with contextlib.suppress(OSError):
@@ -164,7 +171,10 @@ class FollowerBell:
 
     def _heard(self) -> None:
         assert self._socket is not None
+        rung = False
         with contextlib.suppress(OSError):
-            while self._socket.recv(64):
-                pass
-        self._on_ring()
+            while True:
+                _, sender = self._socket.recvfrom(64)
+                rung = rung or (isinstance(sender, str) and os.fsencode(sender) == self._doorbell)
+        if rung:
+            self._on_ring()

@@ -143,13 +143,25 @@ async def test_the_door_keeps_a_bounded_number_of_well_formed_requests(tmp_path:
         doorbell.close()
 
 
-async def test_a_followers_bell_without_a_door_only_looks(tmp_path: Path) -> None:
+async def test_a_followers_bell_answers_the_doorbell_alone(tmp_path: Path) -> None:
     heard: list[int] = []
     bell = FollowerBell(tmp_path / "doorbell.sock", 3, lambda: heard.append(3))
     bell.open()  # nobody listens: hanging it fails quietly
     try:
         bell.hang()
-        await settle_a_moment()
-        assert heard == []
+        address = bell.address
+        assert address is not None and address.startswith(b"\0")
+        # Anyone on the host may send to an abstract socket: from another address, from none.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as stranger:
+            stranger.sendto(b"S", address)
+            stranger.bind(str(tmp_path / "stranger.sock"))
+            stranger.sendto(b"S", address)
+            await settle_a_moment()
+            assert heard == []
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as door:
+            door.bind(str(tmp_path / "doorbell.sock"))  # where the daemon's bell hangs
+            door.sendto(b"S", address)
+            await settle_a_moment()
+            assert heard == [3]
     finally:
         bell.close()
