@@ -2,6 +2,7 @@
 
     forkserver.py  imports once, then forks a warm worker per spawn request
     main.py        one worker: read the job, run the agent, package outputs, report back
+    rehearsal.py   the fork server serves one ``true`` job itself, so workers copy less
     shim.py        the parent-death chain: a worker's whole group dies with the daemon
 
 Never imports the store: a worker talks to the daemon only over its channel (``wire``).

@@ -9,15 +9,18 @@ is its side) as::
 
 It arms the parent-death shim for the daemon, imports what every worker uses, says it is
 ready, and then serves the control socket (its records: ``swarmd.wire.forkserver``),
-importing what the workers that call models use while no request waits. The zygote exits when the
-daemon closes the socket; it ignores SIGTERM and SIGINT, so that a signal meant for the
+importing what the workers that call models use while no request waits, and then, still
+while none waits, rehearsing a command job (``swarmd.worker.rehearsal``). The zygote exits
+when the daemon closes the socket; it ignores SIGTERM and SIGINT, so that a signal meant for the
 whole service (``KillMode=control-group``, a terminal's ^C) cannot kill it, and with it
 every worker, before the daemon has given them their grace period.
 
 Why no event loop here: a fork from inside a running asyncio loop hands the child the
 parent's selector, self-pipe and signal wake-up fd. The zygote waits with ``selectors`` and
 learns of its children's exits through ``signal.set_wakeup_fd``; it may ``waitpid(-1)``
-because every child it has is a worker it forked (the daemon itself never does).
+because every child it has is a worker it forked (the daemon itself never does). The
+rehearsal's event loop is closed, and the signals it touched put back, before the zygote
+serves another request: no fork happens while it runs.
 
 The death chain: the daemon dies -> the zygote gets its parent-death signal and kills its
 own group (itself, and a worker forked a moment ago that has not left it yet) -> each
@@ -86,6 +89,11 @@ zygote imports it after it said it is ready, a module at a time whenever no requ
 says ``models``: command tasks never wait for a stack they do not use, and a burst of their
 spawns is not slowed down by it."""
 
+REHEARSAL = "swarmd.worker.rehearsal:rehearse"
+"""Last of what the zygote does while idle, and never before a spawn: one command job served
+by the worker's own code here, so that what its first run writes into the zygote's memory
+(quickened bytecode, the type cache, modules' caches) is not copied into every worker."""
+
 LATER_AFTER_IDLE = 0.1
 
 MAX_RECORD_BYTES = 1024 * 1024
@@ -113,7 +121,7 @@ class Zygote:
         self,
         control: socket.socket,
         worker_handlers: dict[int, _Handler],
-        later_modules: tuple[str, ...] = MODEL_MODULES,
+        later_modules: tuple[str, ...] = (*MODEL_MODULES, REHEARSAL),
     ) -> None:
         self._control = control
         self._worker_handlers = worker_handlers
@@ -167,7 +175,7 @@ class Zygote:
             self._send(SpawnFailed(request_id(data), str(exc)))
             return True
         if request.models:
-            self.import_later(len(self._later_modules))
+            self.import_models()
         try:
             pid = self.fork_worker(request, fds[0])
         except OSError as exc:
@@ -211,6 +219,16 @@ class Zygote:
             os.close(log_fd)
             if cwd_fd >= 0:
                 os.close(cwd_fd)
+
+    @property
+    def later(self) -> tuple[str, ...]:
+        """What is left for later, in order."""
+        return tuple(self._later_modules)
+
+    def import_models(self) -> None:
+        """Import all that is left for later but the rehearsal, which waits for a quiet
+        moment: a worker that calls models waits for its stack, not for the rehearsal."""
+        self.import_later(len([entry for entry in self._later_modules if entry != REHEARSAL]))
 
     def import_later(self, count: int) -> None:
         """Import the next ``count`` of the modules left for later (``module:function``:
