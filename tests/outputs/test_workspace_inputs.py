@@ -41,7 +41,8 @@ def test_prepare_empties_the_workspace_in_place(tmp_path: Path) -> None:
     (workspace / "link").symlink_to(tmp_path)
     inode = workspace.stat().st_ino
     prepare_workspace(workspace, [])
-    assert sorted(os.listdir(workspace)) == [".swarmd"]
+    assert os.listdir(workspace) == []  # nothing was needed: no record of inputs either
+    assert read_input_record(workspace) == {}
     assert workspace.stat().st_ino == inode  # a worker whose cwd it is keeps a valid cwd
     assert tmp_path.exists()  # the symlink was removed, not followed
 
