@@ -158,8 +158,8 @@ async def follow_ticket(
     stop = stop or asyncio.Event()
     wake = asyncio.Event()
     bell = FollowerBell(doorbell, ticket_id, wake.set) if doorbell is not None else None
-    relay = asyncio.create_task(_set_when_set(stop, wake), name="follow-stop")
     store = await Store.open(location)
+    relay = asyncio.create_task(_set_when_set(stop, wake), name="follow-stop")
     try:
         if bell is not None:
             bell.open()
