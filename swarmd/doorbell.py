@@ -44,6 +44,7 @@ MAX_FOLLOWERS = 256
 """Bells the daemon keeps at most, for all tickets; a follower beyond them only looks."""
 
 MAX_TICKET_DIGITS = 18
+"""A request naming a longer number names no ticket: it is dropped."""
 
 
 def ring(path: Path) -> None:
