@@ -219,6 +219,7 @@ def show(
             view.failures,
             view.repository,
             view.pruned,
+            view.delivery,
         )
 
 

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from swarmd.cli.failures import TaskFailure, failure_lines
 from swarmd.cli.quoting import printable
-from swarmd.models import Attempt, Task, Ticket
+from swarmd.models import Attempt, Delivery, Task, Ticket
 from swarmd.store.retention import PrunedFiles
 
 if TYPE_CHECKING:
@@ -119,6 +119,7 @@ def print_ticket(
     failures: Mapping[str, TaskFailure],
     repository: RepositoryView | None = None,
     pruned: PrunedFiles | None = None,
+    delivery: Delivery | None = None,
 ) -> None:
     heading = Text(f"ticket {ticket.id}", style="bold")
     console.print(heading.append(": ", style="").append(printable(ticket.title, TITLE_CHARS)))
@@ -151,6 +152,9 @@ def print_ticket(
     for failure in failures.values():
         for line in failure_lines(failure):
             console.print(Text(line), soft_wrap=True)
+    if delivery is not None and not delivery.written:
+        why = f"failed: {printable(delivery.error, 2000)}" if delivery.error else "not written yet"
+        console.print(Text(f"delivery: {why}"), soft_wrap=True)
     for label, path in outputs.items():
         console.print(Text(f"{printable(label)}: {printable(str(path))}"), soft_wrap=True)
     if repository is not None:

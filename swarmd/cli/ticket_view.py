@@ -1,6 +1,6 @@
 """``swarmd show``: one ticket as a person reads it, with its tasks, attempts, outputs, why
-a task failed, what retention pruned, and for a repository ticket its branch, pull request
-and kept worktrees."""
+a task failed, where its delivery stands, what retention pruned, and for a repository
+ticket its branch, pull request and kept worktrees."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from swarmd.cli.commands import open_existing_store
 from swarmd.cli.failures import TaskFailure, task_failures
 from swarmd.config import Settings
 from swarmd.home import HomeLayout
-from swarmd.models import Attempt, ExitReason, Task, Ticket
+from swarmd.models import Attempt, Delivery, ExitReason, Task, Ticket
 from swarmd.store.retention import PrunedFiles
 
 
@@ -26,6 +26,7 @@ class TicketView:
     failures: dict[str, TaskFailure]  # by task name: each failed or dead task's last failure
     repository: RepositoryView | None = None  # a ticket that works on a repository
     pruned: PrunedFiles | None = None  # what retention removed of its files
+    delivery: Delivery | None = None  # a finished ticket's: written, failed (why), or not yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,16 +58,19 @@ async def show_ticket(settings: Settings, ticket_id: int) -> TicketView:
         tasks = await store.list_tasks(ticket_id)
         attempts = {task.id: await store.list_attempts(task.id) for task in tasks}
         binding = await store.ticket_repo(ticket_id)
-        delivery = await store.repo_delivery(ticket_id) if binding else (None, None)
+        repo_delivery = await store.repo_delivery(ticket_id) if binding else (None, None)
         pruned = await store.pruned_files(ticket_id)
+        finished = ticket.state.is_terminal
+        delivery = await store.get_delivery(ticket_id) if finished else None
     return TicketView(
         ticket,
         tasks,
         attempts,
         layout.existing_outputs(ticket_id, [task.name for task in tasks]),
         task_failures(layout, ticket_id, tasks, attempts),
-        repository_view(layout, ticket, tasks, attempts, binding, delivery),
+        repository_view(layout, ticket, tasks, attempts, binding, repo_delivery),
         pruned,
+        delivery,
     )
 
 

@@ -10,6 +10,7 @@ finishes a ticket in another process; the chaos test makes it with real kills.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -154,3 +155,10 @@ def test_a_delivery_that_fails_is_recorded_and_ends_the_wait_with_its_reason(
     with contextlib.closing(sqlite3.connect(home / "swarmd.db")) as db:
         kinds = [row[0] for row in db.execute("SELECT kind FROM events WHERE ticket_id = 1")]
     assert "delivery_failed" in kinds
+    # What the operator meets later: show says so, and why.
+    shown = swarmd("show", "1", env=swarmd_env)
+    assert shown.returncode == 0, shown.stderr
+    assert any(line.startswith("delivery: failed: ") for line in shown.stdout.splitlines())
+    as_json = json.loads(swarmd("show", "1", "--json", env=swarmd_env).stdout)
+    assert as_json["delivery"]["written"] is False
+    assert as_json["delivery"]["error"]
