@@ -191,7 +191,6 @@ class _Follower:
     ) -> None:
         self.ticket = ticket
         self._store = store
-        self._ticket_id = ticket.id
         self._printer = printer
         self._interval = interval
         self._quiet_pace = interval
@@ -207,7 +206,7 @@ class _Follower:
         else:
             self._seen_version = version
             self._quiet_pace = self._interval
-            self.ticket = ticket = await self._store.get_ticket(self._ticket_id)
+            self.ticket = ticket = await self._store.get_ticket(self.ticket.id)
             if self._printer is not None:
                 self._printer.show(ticket, await self._gate_hold(ticket))
             if ticket.state.is_terminal and await self._delivery_settled():
@@ -230,7 +229,7 @@ class _Follower:
         return gate_hold(ticket, beat, time.time())
 
     async def _delivery_settled(self) -> bool:
-        return (await self._store.get_delivery(self._ticket_id)).settled
+        return (await self._store.get_delivery(self.ticket.id)).settled
 
     def _heartbeat_due(self) -> bool:
         if time.monotonic() < self._next_heartbeat:

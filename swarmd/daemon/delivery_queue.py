@@ -52,7 +52,7 @@ class DeliveryQueue:
         on_settled: Callable[[int], None] | None = None,
     ) -> None:
         self._repos = repos
-        self._on_settled = on_settled
+        self._on_settled = on_settled or (lambda _ticket_id: None)
         self._store = store
         self._layout = layout
         self._only_ticket = only_ticket
@@ -129,7 +129,7 @@ class DeliveryQueue:
                 await self._store.record_event(
                     "delivery_failed", ticket_id=ticket_id, error=str(exc)
                 )
-            self._settled(ticket_id)
+            self._on_settled(ticket_id)
             return
         log.info(
             "delivery_written",
@@ -138,11 +138,7 @@ class DeliveryQueue:
             files=info.file_count,
             bytes=info.total_bytes,
         )
-        self._settled(ticket_id)
-
-    def _settled(self, ticket_id: int) -> None:
-        if self._on_settled is not None:
-            self._on_settled(ticket_id)
+        self._on_settled(ticket_id)
 
     async def _repository_part(
         self, ticket: Ticket, tasks: list[Task], staging: Path

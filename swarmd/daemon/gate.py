@@ -91,7 +91,7 @@ class HostProbe:
         self._load_average = load_average
         self._clock = clock
         self._levels: list[tuple[Path, _MemoryFiles]] | None = None
-        self._levels_found_at: float | None = None
+        self._levels_found_at = 0.0
 
     def available_memory_bytes(self) -> int:
         available = self._host_available_bytes()
@@ -116,8 +116,7 @@ class HostProbe:
 
     def _cgroup_levels(self) -> list[tuple[Path, _MemoryFiles]]:
         now = self._clock()
-        found_at = self._levels_found_at
-        if self._levels is None or found_at is None or now - found_at >= CGROUP_LOOKUP_SECONDS:
+        if self._levels is None or now - self._levels_found_at >= CGROUP_LOOKUP_SECONDS:
             self._levels = self._find_levels()
             self._levels_found_at = now
         return self._levels
