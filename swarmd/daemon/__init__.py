@@ -2,6 +2,7 @@
 
 serve.py        the composition root: settings in, every part wired, the loop run
 supervisor.py   the loop: claim, gate, spawn, reap, limits, shutdown, recovery
+hooks.py        what the daemon does at the loop's milestones: systemd, heartbeat, alerts
 outcome.py      how an attempt ended, decided from what its worker session saw
 gate.py         may a worker be spawned now? (memory, load, cgroup limits)
 permits.py      answers workers' rate-limit permits and outcome reports

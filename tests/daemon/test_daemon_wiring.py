@@ -10,12 +10,13 @@ import pytest
 from swarmd.config import load_settings
 from swarmd.daemon.delivery_queue import DeliveryQueue
 from swarmd.daemon.gate import GateDecision, GateHold
+from swarmd.daemon.hooks import DaemonHooks
 from swarmd.daemon.metrics.collector import GateHoldCounter
 from swarmd.daemon.metrics.exporter import MetricsExporter
 from swarmd.daemon.notify import SystemdNotifier
 from swarmd.daemon.permits import PermitService
 from swarmd.daemon.providers import provider_config
-from swarmd.daemon.serve import DaemonHooks, metrics_exporter
+from swarmd.daemon.serve import metrics_exporter
 from swarmd.errors import SwarmdError
 from swarmd.home import HomeLayout
 from swarmd.models import ExitReason
