@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from tests.support.cli import Daemon, swarmd, wait_until, write_ticket
+from swarmd.errors import NotFoundError
+from tests.support.child_processes import OrphanWatch, poll_until
+from tests.support.cli import Daemon, swarmd, ticket_of, wait_until, write_ticket
 
 TWO_TASKS = {
     "title": "two",
@@ -162,3 +167,61 @@ def test_a_delivery_that_fails_is_recorded_and_ends_the_wait_with_its_reason(
     as_json = json.loads(swarmd("show", "1", "--json", env=swarmd_env).stdout)
     assert as_json["delivery"]["written"] is False
     assert as_json["delivery"]["error"]
+
+
+def ticket_finished(home: Path, ticket_id: int) -> bool:
+    try:
+        return ticket_of(home, ticket_id).state.is_terminal
+    except NotFoundError:  # not submitted yet
+        return False
+
+
+def test_a_wait_outlives_a_daemon_killed_between_the_finish_and_the_delivery(
+    tmp_path: Path, swarmd_env: dict[str, str], home: Path, orphans: OrphanWatch
+) -> None:
+    """The window after a ticket finishes and before its delivery is written, with somebody
+    waiting: the daemon is SIGKILLed in it, nothing it started survives, and the wait goes
+    on until the next daemon has written the delivery."""
+    first = Daemon(swarmd_env, home).start()
+    waiting = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "swarmd",
+            "submit",
+            str(write_ticket(tmp_path, BIG_OUTPUTS)),
+            "--wait",
+        ],
+        env=swarmd_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    second = None
+    try:
+        delivery = home / "outputs" / "1" / "delivery.tar.gz"
+        finished = poll_until(lambda: ticket_finished(home, 1), timeout=60, interval=0.005)
+        assert finished
+        assert not delivery.exists()  # in the window: merging 24 MB takes a while
+        first.signal(signal.SIGKILL)
+        first.wait()
+        first.stop()
+        left = poll_until(
+            lambda: [p.pid for p in orphans.survivors()] == [waiting.pid], timeout=10.0
+        )
+        assert left, [p.pid for p in orphans.survivors()]  # only the waiting command
+        assert waiting.poll() is None  # the dead daemon's heartbeat is fresh: it waits on
+        second = Daemon(swarmd_env, home).start()
+        out, err = waiting.communicate(timeout=60)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait()
+        if second is not None:
+            second.stop()
+    assert waiting.returncode == 0, err
+    assert out.strip() == "1"
+    assert f"delivery: {delivery}" in err.splitlines()
+    check = swarmd("verify-archive", str(delivery), env=swarmd_env)
+    assert check.returncode == 0, check.stderr
+    assert orphans.wait_for_none(timeout=10.0) == []
